@@ -1,0 +1,174 @@
+# Copyright 2026 The liteseg_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Self-describing checkpoints: weights plus the classes, palette and normalisation they need.
+
+Format ``liteseg/1`` (see DESIGN.md §2): a ``torch.save`` of plain types only, so it loads with
+``torch.load(weights_only=True)``. Writes are atomic: a crash never leaves a half-written file.
+"""
+
+import os
+from pathlib import Path
+import tempfile
+
+import torch
+
+from liteseg_ros.model.classes import class_info
+from liteseg_ros.model.pp_liteseg import VARIANTS
+
+FORMAT = 'liteseg/1'
+CONFIG_KEYS = ('variant', 'num_classes', 'class_names', 'palette', 'mean', 'std', 'input_size',
+               'dataset')
+DEFAULT_INPUT_SIZES = {'cityscapes': [512, 1024], 'camvid': [720, 960]}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used, with the reason and the file named."""
+
+
+def make_config(variant, num_classes, dataset=None, class_names=None, palette=None,
+                mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), input_size=None):
+    """Return a checkpoint config; names and palette default to the dataset's own."""
+    if variant not in VARIANTS:
+        raise ValueError(f'unknown variant {variant!r}: expected one of {sorted(VARIANTS)}')
+    default_names, default_palette = class_info(dataset, num_classes)
+    config = {
+        'variant': variant,
+        'num_classes': int(num_classes),
+        'class_names': list(class_names) if class_names is not None else default_names,
+        'palette': ([list(map(int, c)) for c in palette] if palette is not None
+                    else default_palette),
+        'mean': [float(v) for v in mean],
+        'std': [float(v) for v in std],
+        'input_size': list(input_size or DEFAULT_INPUT_SIZES.get(dataset, [512, 1024])),
+        'dataset': dataset or 'custom',
+    }
+    validate_config(config)
+    return config
+
+
+def validate_config(config, source='config'):
+    """Raise CheckpointError naming ``source`` when ``config`` is incomplete or inconsistent."""
+    missing = [key for key in CONFIG_KEYS if key not in config]
+    if missing:
+        raise CheckpointError(f'{source}: config lacks {missing}')
+    if config['variant'] not in VARIANTS:
+        raise CheckpointError(f"{source}: unknown variant {config['variant']!r}, expected one of "
+                              f'{sorted(VARIANTS)}')
+    num_classes = config['num_classes']
+    for key in ('class_names', 'palette'):
+        if len(config[key]) != num_classes:
+            raise CheckpointError(f'{source}: num_classes is {num_classes} but {key} has '
+                                  f'{len(config[key])} entries')
+
+
+def build_model(variant, num_classes, dataset=None, **config_kwargs):
+    """Build a randomly initialised model carrying its config as ``model.config``."""
+    config = make_config(variant, num_classes, dataset=dataset, **config_kwargs)
+    return model_from_config(config)
+
+
+def model_from_config(config):
+    """Build an (untrained) model for ``config``."""
+    model = VARIANTS[config['variant']](config['num_classes'])
+    model.config = dict(config)
+    return model
+
+
+def atomic_save(obj, path):
+    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path, model, config=None, **extra):
+    """Write model weights and config (``model.config`` by default) as a liteseg/1 checkpoint.
+
+    ``extra`` entries (optimizer state, iteration, ...) are stored beside them.
+    """
+    config = dict(config if config is not None else model.config)
+    validate_config(config, str(path))
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_save({'format': FORMAT, 'model': state, 'config': config, **extra}, path)
+
+
+def load_checkpoint(path):
+    """Read and validate a liteseg/1 checkpoint; errors name the file and what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f'{path}: no such checkpoint file')
+    try:
+        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated or foreign files
+        raise CheckpointError(f'{path}: not a readable liteseg checkpoint ({exc})') from exc
+    if not isinstance(checkpoint, dict) or checkpoint.get('format') != FORMAT:
+        found = checkpoint.get('format') if isinstance(checkpoint, dict) else type(checkpoint)
+        raise CheckpointError(f'{path}: expected format {FORMAT!r}, found {found!r}; convert '
+                              'PaddleSeg weights with python -m training.convert_paddle')
+    for key in ('model', 'config'):
+        if key not in checkpoint:
+            raise CheckpointError(f'{path}: checkpoint has no {key!r} entry')
+    validate_config(checkpoint['config'], str(path))
+    return checkpoint
+
+
+def load_model(path, variant=None, num_classes=None):
+    """Load a checkpoint into a model in eval mode, with ``model.config`` set.
+
+    ``variant``/``num_classes``, when given, are what the caller expects; a checkpoint that
+    differs, or whose weights disagree with its own config, is refused naming both values.
+    """
+    checkpoint = load_checkpoint(path)
+    config = checkpoint['config']
+    for key, expected in (('variant', variant), ('num_classes', num_classes)):
+        if expected is not None and config[key] != expected:
+            raise CheckpointError(f'{path}: expected {key} {expected!r}, checkpoint has '
+                                  f'{config[key]!r}')
+    model = model_from_config(config)
+    check_state_dict(model.state_dict(), checkpoint['model'], str(path), config)
+    model.load_state_dict(checkpoint['model'])
+    return model.eval()
+
+
+def check_state_dict(expected, found, source, config):
+    """Raise CheckpointError listing missing, unexpected and mis-shaped weights."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = [f'{k}: expected {tuple(expected[k].shape)}, found {tuple(found[k].shape)}'
+             for k in expected if k in found and expected[k].shape != found[k].shape]
+    if not (missing or unexpected or wrong):
+        return
+    problems = []
+    classifier = 'seg_heads.0.classifier.weight'
+    if classifier in found and classifier not in missing and any(classifier in w for w in wrong):
+        problems.append(f"weights are for {found[classifier].shape[0]} classes but the config "
+                        f"says num_classes={config['num_classes']}")
+    if missing:
+        problems.append(f'missing {len(missing)} weights (first: {missing[:5]})')
+    if unexpected:
+        problems.append(f'unexpected {len(unexpected)} weights (first: {unexpected[:5]})')
+    if wrong:
+        problems.append(f'{len(wrong)} mis-shaped weights (first: {wrong[:5]})')
+    raise CheckpointError(f"{source}: weights do not fit a PP-LiteSeg-{config['variant'].upper()}"
+                          f" with {config['num_classes']} classes: " + '; '.join(problems))
