@@ -18,12 +18,11 @@ Format ``liteseg/1`` (see DESIGN.md §2): a ``torch.save`` of plain types only, 
 ``torch.load(weights_only=True)``. Writes are atomic: a crash never leaves a half-written file.
 """
 
-import os
 from pathlib import Path
-import tempfile
 
 import torch
 
+from liteseg_ros.atomic_file import atomic_write
 from liteseg_ros.model.classes import class_info
 from liteseg_ros.model.pp_liteseg import VARIANTS
 
@@ -87,19 +86,9 @@ def model_from_config(config):
 
 
 def atomic_save(obj, path):
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` ``obj`` to ``path`` atomically (see ``liteseg_ros.atomic_file``)."""
+    with atomic_write(path) as f:
+        torch.save(obj, f)
 
 
 def save_checkpoint(path, model, config=None, **extra):

@@ -1,0 +1,22 @@
+# Copyright 2026 The liteseg_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Framework-neutral inference: frames in, class masks out (ONNX Runtime, PyTorch, TensorRT)."""
+
+from liteseg_ros.inference.backends import BACKENDS, load_backend
+from liteseg_ros.inference.model_files import ModelFileError, read_model_config
+from liteseg_ros.inference.segmenter import Segmentation, Segmenter, UPSAMPLE_MODES
+
+__all__ = ['BACKENDS', 'load_backend', 'ModelFileError', 'read_model_config', 'Segmentation',
+           'Segmenter', 'UPSAMPLE_MODES']

@@ -1,0 +1,115 @@
+# Copyright 2026 The liteseg_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""ONNX graph surgery: fold pre- and post-processing into a logits model.
+
+The wrapped graph takes the resized camera frames as they are (uint8, NHWC, RGB), normalises
+them in-graph, and ends in an ArgMax (uint8 class ids) with an optional softmax confidence, so
+the host neither converts to float nor scans 19 logit planes.
+"""
+
+import json
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper, TensorProto
+
+from liteseg_ros.inference.model_files import IO_METADATA_KEY
+
+IMAGE_INPUT = 'image'
+UINT8_INPUT = 'image_u8'
+LOGITS_OUTPUT = 'logits'
+LABELS_OUTPUT = 'labels'
+CONFIDENCE_OUTPUT = 'confidence'
+
+
+def _dims(value_info):
+    return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
+def wrap_pre_post(model, mean, std, output='labels', confidence=False):
+    """Return a copy of logits ``model`` with uint8 NHWC input and the chosen outputs.
+
+    ``output`` is 'labels' (ArgMax, uint8) or 'logits'; ``confidence`` adds the per-pixel
+    softmax probability of the chosen class (float32).
+    """
+    if output not in ('labels', 'logits'):
+        raise ValueError(f"output must be 'labels' or 'logits', got {output!r}")
+    wrapped = onnx.ModelProto()
+    wrapped.CopyFrom(model)
+    graph = wrapped.graph
+    (image,) = [i for i in graph.input if i.name == IMAGE_INPUT]
+    (logits,) = [o for o in graph.output if o.name == LOGITS_OUTPUT]
+    batch, _, height, width = _dims(image)
+    batch_dim = batch if batch else 'batch'
+
+    mean = np.asarray(mean, np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(std, np.float32).reshape(1, 3, 1, 1)
+    scale = numpy_helper.from_array(1.0 / (255.0 * std), 'pre_scale')
+    shift = numpy_helper.from_array(-mean / std, 'pre_shift')
+    graph.initializer.extend([scale, shift])
+    pre = [
+        helper.make_node('Cast', [UINT8_INPUT], ['pre_float'], to=TensorProto.FLOAT),
+        helper.make_node('Transpose', ['pre_float'], ['pre_nchw'], perm=[0, 3, 1, 2]),
+        helper.make_node('Mul', ['pre_nchw', 'pre_scale'], ['pre_scaled']),
+        helper.make_node('Add', ['pre_scaled', 'pre_shift'], [IMAGE_INPUT]),
+    ]
+    post, outputs = [], []
+    if output == 'labels':
+        post += [helper.make_node('ArgMax', [LOGITS_OUTPUT], ['post_argmax'], axis=1,
+                                  keepdims=0),
+                 helper.make_node('Cast', ['post_argmax'], [LABELS_OUTPUT], to=TensorProto.UINT8)]
+        outputs.append(helper.make_tensor_value_info(LABELS_OUTPUT, TensorProto.UINT8,
+                                                     [batch_dim, height, width]))
+    else:
+        outputs.append(logits)
+    if confidence:
+        # max softmax = 1 / sum(exp(logits - max)).
+        graph.initializer.append(numpy_helper.from_array(np.array([1], np.int64), 'post_axes'))
+        post += [
+            helper.make_node('ReduceMax', [LOGITS_OUTPUT], ['post_max'], axes=[1], keepdims=1),
+            helper.make_node('Sub', [LOGITS_OUTPUT, 'post_max'], ['post_centred']),
+            helper.make_node('Exp', ['post_centred'], ['post_exp']),
+            helper.make_node('ReduceSum', ['post_exp', 'post_axes'], ['post_sum'], keepdims=0),
+            helper.make_node('Reciprocal', ['post_sum'], [CONFIDENCE_OUTPUT]),
+        ]
+        outputs.append(helper.make_tensor_value_info(CONFIDENCE_OUTPUT, TensorProto.FLOAT,
+                                                     [batch_dim, height, width]))
+    nodes = pre + list(graph.node) + post
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.input[:]
+    graph.input.append(helper.make_tensor_value_info(UINT8_INPUT, TensorProto.UINT8,
+                                                     [batch_dim, height, width, 3]))
+    del graph.output[:]
+    graph.output.extend(outputs)
+    io = {'input': UINT8_INPUT, 'layout': 'nhwc_uint8', 'output': output,
+          'confidence': bool(confidence)}
+    _set_metadata(wrapped, IO_METADATA_KEY, json.dumps(io))
+    onnx.checker.check_model(wrapped)
+    return wrapped
+
+
+def _set_metadata(model, key, value):
+    for prop in model.metadata_props:
+        if prop.key == key:
+            prop.value = value
+            return
+    model.metadata_props.add(key=key, value=value)
+
+
+def set_metadata(model, values):
+    """Set string ``values`` ({key: str}) in the model's metadata_props."""
+    for key, value in values.items():
+        _set_metadata(model, key, value)

@@ -1,0 +1,139 @@
+# Copyright 2026 The liteseg_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Export a liteseg checkpoint to ONNX (and optionally a TensorRT engine).
+
+The ONNX model carries the checkpoint's config in ``metadata_props``, so a node given only the
+ONNX file knows its classes. Exact at any input size (960x720 included): adaptive pooling is
+exported as exact per-bin means.
+
+Usage::
+
+    python -m training.export model.pt --onnx model.onnx [--height 512 --width 1024]
+        [--batch N | --dynamic-batch] [--fuse [--confidence]]
+        [--engine model.engine --precision fp32|fp16|int8 [--calibration-images DIR]]
+"""
+
+import argparse
+import json
+from pathlib import Path
+import sys
+import tempfile
+import warnings
+
+import numpy as np
+import onnx
+import torch
+
+from liteseg_ros.atomic_file import write_bytes_atomic
+from liteseg_ros.inference.model_files import CONFIG_METADATA_KEY, IO_METADATA_KEY
+from liteseg_ros.inference.onnx_graph import (IMAGE_INPUT, LOGITS_OUTPUT, set_metadata,
+                                              wrap_pre_post)
+from liteseg_ros.model import load_model
+
+OPSET = 17
+
+
+def export_onnx(checkpoint, onnx_path, height=None, width=None, batch=1, dynamic_batch=False,
+                fuse=False, confidence=False):
+    """Export ``checkpoint`` to ``onnx_path`` (written atomically); return the ONNX model."""
+    model = load_model(checkpoint)
+    config = model.config
+    height = height or config['input_size'][0]
+    width = width or config['input_size'][1]
+    dummy = torch.zeros(batch, 3, height, width)
+    dynamic_axes = ({IMAGE_INPUT: {0: 'batch'}, LOGITS_OUTPUT: {0: 'batch'}}
+                    if dynamic_batch else None)
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # Pooling edges become constants on purpose: the input size is fixed per export.
+        warnings.simplefilter('ignore', category=torch.jit.TracerWarning)
+        warnings.simplefilter('ignore', category=DeprecationWarning)
+        raw = Path(tmp) / 'raw.onnx'
+        torch.onnx.export(model, (dummy,), str(raw), input_names=[IMAGE_INPUT],
+                          output_names=[LOGITS_OUTPUT], opset_version=OPSET,
+                          dynamic_axes=dynamic_axes, dynamo=False)
+        onnx_model = onnx.load(str(raw))
+    io = {'input': IMAGE_INPUT, 'layout': 'nchw_float', 'output': 'logits',
+          'confidence': False, 'height': height, 'width': width,
+          'batch': 'dynamic' if dynamic_batch else batch}
+    set_metadata(onnx_model, {CONFIG_METADATA_KEY: json.dumps(config),
+                              IO_METADATA_KEY: json.dumps(io)})
+    if fuse:
+        onnx_model = wrap_pre_post(onnx_model, config['mean'], config['std'], 'labels',
+                                   confidence)
+        io.update(json.loads({p.key: p.value for p in onnx_model.metadata_props}[IO_METADATA_KEY]))
+        set_metadata(onnx_model, {IO_METADATA_KEY: json.dumps(io)})
+    onnx_model.producer_name = 'liteseg_ros'
+    write_bytes_atomic(onnx_path, onnx_model.SerializeToString())
+    return onnx_model
+
+
+def check_against_torch(checkpoint, onnx_path, seed=0):
+    """Return max |ONNX Runtime logits - PyTorch logits| on a random input (unfused models)."""
+    import onnxruntime as ort
+
+    model = load_model(checkpoint)
+    session = ort.InferenceSession(str(onnx_path), providers=['CPUExecutionProvider'])
+    shape = [d if isinstance(d, int) else 1 for d in session.get_inputs()[0].shape]
+    x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    (onnx_logits,) = session.run([LOGITS_OUTPUT], {IMAGE_INPUT: x})
+    with torch.inference_mode():
+        torch_logits = model(torch.from_numpy(x)).numpy()
+    return float(np.abs(onnx_logits - torch_logits).max())
+
+
+def main(argv=None):
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(prog='python -m training.export',
+                                     description=__doc__.split('\n\n')[0])
+    parser.add_argument('checkpoint', help='liteseg checkpoint (.pt)')
+    parser.add_argument('--onnx', required=True, help='output ONNX file')
+    parser.add_argument('--height', type=int, help='input height (default: checkpoint config)')
+    parser.add_argument('--width', type=int, help='input width (default: checkpoint config)')
+    batch = parser.add_mutually_exclusive_group()
+    batch.add_argument('--batch', type=int, default=1, help='fixed batch size (default 1)')
+    batch.add_argument('--dynamic-batch', action='store_true', help='batch size chosen at run')
+    parser.add_argument('--fuse', action='store_true',
+                        help='uint8 NHWC input with in-graph normalisation; uint8 class ids out')
+    parser.add_argument('--confidence', action='store_true',
+                        help='with --fuse: also output the per-pixel softmax confidence')
+    parser.add_argument('--no-check', action='store_true',
+                        help='skip comparing ONNX Runtime with PyTorch after export')
+    parser.add_argument('--engine', help='also build a TensorRT engine here')
+    parser.add_argument('--precision', choices=['fp32', 'fp16', 'int8'], default='fp16')
+    parser.add_argument('--calibration-images', help='image folder for int8 calibration')
+    args = parser.parse_args(argv)
+    if args.confidence and not args.fuse:
+        parser.error('--confidence needs --fuse (an unfused model outputs logits)')
+    try:
+        export_onnx(args.checkpoint, args.onnx, args.height, args.width, args.batch,
+                    args.dynamic_batch, args.fuse, args.confidence)
+    except (ValueError, OSError) as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 1
+    print(f'wrote {args.onnx} (opset {OPSET})')
+    if not args.no_check and not args.fuse:
+        print(f'max |ONNX Runtime - PyTorch| logit difference: '
+              f'{check_against_torch(args.checkpoint, args.onnx):.2e}')
+    if args.engine:
+        from liteseg_ros.inference.tensorrt_engine import build_engine
+
+        build_engine(args.onnx, args.engine, precision=args.precision,
+                     calibration_images=args.calibration_images)
+        print(f'wrote {args.engine} ({args.precision})')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
