@@ -22,7 +22,8 @@ import tempfile
 
 @contextlib.contextmanager
 def atomic_write(path):
-    """Yield a binary file beside ``path``; on success fsync it and rename it over ``path``.
+    """
+    Yield a binary file beside ``path``; on success fsync it and rename it over ``path``.
 
     On any error (or a kill mid-write) ``path`` keeps its previous content and the temporary
     file is removed (or, after a kill, left as a hidden ``.name.*.tmp``).

@@ -14,14 +14,14 @@
 
 """Models for tests: seeded weights whose logits are O(10), saved as checkpoints and ONNX."""
 
+from liteseg_ros.model import build_model, save_checkpoint
 import numpy as np
 import torch
 
-from liteseg_ros.model import build_model, save_checkpoint
-
 
 def seed_weights(model, seed=0):
-    """Fill weights and BN statistics from a seeded RNG (as the PaddleSeg parity test does).
+    """
+    Fill weights and BN statistics from a seeded RNG (as the PaddleSeg parity test does).
 
     Default initialisation gives near-constant logits; these give O(10) logits, so argmax
     agreement between backends means something.

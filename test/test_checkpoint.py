@@ -14,12 +14,11 @@
 
 """Checkpoint format: round trip, weights-only loading, refusals that name the problem."""
 
-import pytest
-import torch
-
 from liteseg_ros.model import (build_model, CheckpointError, load_checkpoint, load_model,
                                save_checkpoint)
 from liteseg_ros.model.checkpoint import FORMAT
+import pytest
+import torch
 
 
 def test_round_trip_keeps_weights_config_and_outputs(tmp_path):

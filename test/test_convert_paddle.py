@@ -15,17 +15,16 @@
 """PaddleSeg weight conversion without Paddle: key mapping, refusals, safe unpickling."""
 
 import os
-import pickle
 from pathlib import Path
+import pickle
 import subprocess
 import sys
 
+from liteseg_ros.model import build_model, load_model
 import numpy as np
 import pytest
 import torch
-
-from liteseg_ros.model import build_model, load_model
-from training.convert_paddle import convert_backbone, convert_model, ConversionError, read_pdparams
+from training.convert_paddle import ConversionError, convert_backbone, convert_model, read_pdparams
 
 DATA = Path(__file__).parent / 'data'
 REPO = Path(__file__).resolve().parents[1]
@@ -61,8 +60,10 @@ def test_every_paddleseg_key_lands_on_the_right_tensor(tmp_path, variant):
     state = model.state_dict()
     spots = {
         'backbone.features.0.conv.weight': 'backbone.features.0.conv.weight',
-        'backbone.features.2.avd_layer.1._variance': 'backbone.features.2.downsample.bn.running_var',
-        'backbone.features.3.conv_list.3.bn._mean': 'backbone.features.3.branches.3.bn.running_mean',
+        'backbone.features.2.avd_layer.1._variance':
+            'backbone.features.2.downsample.bn.running_var',
+        'backbone.features.3.conv_list.3.bn._mean':
+            'backbone.features.3.branches.3.bn.running_mean',
         'ppseg_head.cm.stages.2.1._conv.bias': 'decoder.sppm.stages.2.conv.bias',
         'ppseg_head.cm.conv_out._batch_norm.weight': 'decoder.sppm.conv_out.bn.weight',
         'ppseg_head.arm_list.1._scale': 'decoder.fusions.1.scale',
@@ -106,6 +107,7 @@ def test_wrong_num_classes_is_named(tmp_path):
 
 
 class _Exploit:
+
     def __init__(self, marker):
         self.marker = marker
 
@@ -142,7 +144,7 @@ def test_truncated_pdparams_is_refused(tmp_path):
 
 def test_cli_writes_a_loadable_checkpoint(tmp_path):
     src = tmp_path / 'camvid.pdparams'
-    weights = {k: v for k, v in random_paddle_weights('b').items()}
+    weights = random_paddle_weights('b')
     for i in range(3):
         key = f'seg_heads.{i}.conv_out.weight'
         weights[key] = weights[key][:11]

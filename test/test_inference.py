@@ -14,15 +14,14 @@
 
 """Inference runtime: export exactness, backend agreement, Segmenter semantics, bad input."""
 
+from liteseg_ros.inference import load_backend, ModelFileError, read_model_config, Segmenter
+from liteseg_ros.model import build_model, load_model, save_checkpoint
 from model_fixtures import make_checkpoint, seed_weights, street_image
 import numpy as np
 import onnx
 import pytest
 import torch
 import torch.nn.functional as F
-
-from liteseg_ros.inference import load_backend, ModelFileError, read_model_config, Segmenter
-from liteseg_ros.model import build_model, load_model, save_checkpoint
 from training.export import check_against_torch, export_onnx
 
 SMALL = [256, 512]
@@ -30,7 +29,7 @@ SMALL = [256, 512]
 
 @pytest.fixture(scope='module')
 def models(tmp_path_factory):
-    """A seeded T checkpoint at 256x512, its plain ONNX (dynamic batch) and a fused ONNX."""
+    """Export a seeded T checkpoint at 256x512 as plain (dynamic batch) and fused ONNX."""
     root = tmp_path_factory.mktemp('models')
     checkpoint = make_checkpoint(root / 't.pt', input_size=SMALL)
     export_onnx(checkpoint, root / 't.onnx', dynamic_batch=True)
@@ -39,7 +38,8 @@ def models(tmp_path_factory):
 
 
 def doubled_frame(seed):
-    """A 512x1024 frame made of 2x2 blocks: resizing it to 256x512 is exact in uint8 too.
+    """
+    Return a 512x1024 frame made of 2x2 blocks: resizing it to 256x512 is exact in uint8 too.
 
     (A seeded random network flips ~1% of labels under the +-0.5 grey-level rounding of a
     uint8 resize, so frames whose resize needs no rounding keep the comparison exact.)

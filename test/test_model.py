@@ -14,14 +14,13 @@
 
 """PP-LiteSeg structure: sizes, parameter counts, exact pooling, ONNX export."""
 
-import pytest
-import torch
-import torch.nn.functional as F
-
 from liteseg_ros.model import build_model, pp_liteseg_b, pp_liteseg_t
 from liteseg_ros.model.layers import adaptive_avg_pool2d
 from liteseg_ros.model.pp_liteseg import PPLiteSeg
 from liteseg_ros.model.stdc import stdc1
+import pytest
+import torch
+import torch.nn.functional as F
 
 
 def trainable(model):

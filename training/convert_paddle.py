@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Convert PaddleSeg PP-LiteSeg weights (and STDC ImageNet backbones) into liteseg checkpoints.
+r"""
+Convert PaddleSeg PP-LiteSeg weights (and STDC ImageNet backbones) into liteseg checkpoints.
 
 Runs without Paddle: a ``.pdparams`` file is a pickle of numpy arrays, read here by an
 unpickler that resolves only numpy's array-rebuilding globals, so a crafted file cannot run
@@ -32,11 +33,10 @@ import re
 import sys
 import zipfile
 
-import numpy as np
-import torch
-
 from liteseg_ros.model import build_model, load_model, save_checkpoint
 from liteseg_ros.model.checkpoint import atomic_save
+import numpy as np
+import torch
 
 PADDLE_METADATA_KEY = 'StructuredToParameterName@@'
 BACKBONE_FORMAT = 'liteseg-backbone/1'
@@ -78,7 +78,7 @@ def _numpy_reconstruct():
 
 
 class NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickler that resolves numpy's ``_reconstruct``, ``ndarray`` and ``dtype`` and nothing else."""
+    """Unpickler resolving numpy's ``_reconstruct``, ``ndarray`` and ``dtype``, nothing else."""
 
     ALLOWED = {
         ('numpy.core.multiarray', '_reconstruct'): _numpy_reconstruct,
@@ -146,7 +146,8 @@ def paddle_to_liteseg_name(name):
 
 
 def map_state_dict(source, target, origin):
-    """Rename ``source`` arrays onto ``target``'s keys; fail naming every mismatch.
+    """
+    Rename ``source`` arrays onto ``target``'s keys; fail naming every mismatch.
 
     ``target`` is our model's state dict; BatchNorm's ``num_batches_tracked`` counters have no
     Paddle twin and keep their value.

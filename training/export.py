@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Export a liteseg checkpoint to ONNX (and optionally a TensorRT engine).
+"""
+Export a liteseg checkpoint to ONNX (and optionally a TensorRT engine).
 
 The ONNX model carries the checkpoint's config in ``metadata_props``, so a node given only the
 ONNX file knows its classes. Exact at any input size (960x720 included): adaptive pooling is
@@ -32,15 +33,14 @@ import sys
 import tempfile
 import warnings
 
-import numpy as np
-import onnx
-import torch
-
 from liteseg_ros.atomic_file import write_bytes_atomic
 from liteseg_ros.inference.model_files import CONFIG_METADATA_KEY, IO_METADATA_KEY
 from liteseg_ros.inference.onnx_graph import (IMAGE_INPUT, LOGITS_OUTPUT, set_metadata,
                                               wrap_pre_post)
 from liteseg_ros.model import load_model
+import numpy as np
+import onnx
+import torch
 
 OPSET = 17
 

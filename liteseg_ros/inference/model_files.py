@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""What a model file says about itself: its config, whichever format it is in.
+"""
+What a model file says about itself: its config, whichever format it is in.
 
 A checkpoint carries its config; an ONNX model carries it as JSON in ``metadata_props``; a
 TensorRT engine in a sidecar ``<engine>.json``. Frameworks are imported only for their format.

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""ONNX graph surgery: fold pre- and post-processing into a logits model.
+"""
+ONNX graph surgery: fold pre- and post-processing into a logits model.
 
 The wrapped graph takes the resized camera frames as they are (uint8, NHWC, RGB), normalises
 them in-graph, and ends in an ArgMax (uint8 class ids) with an optional softmax confidence, so
@@ -21,11 +22,10 @@ the host neither converts to float nor scans 19 logit planes.
 
 import json
 
+from liteseg_ros.inference.model_files import IO_METADATA_KEY
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper, TensorProto
-
-from liteseg_ros.inference.model_files import IO_METADATA_KEY
 
 IMAGE_INPUT = 'image'
 UINT8_INPUT = 'image_u8'
@@ -39,7 +39,8 @@ def _dims(value_info):
 
 
 def wrap_pre_post(model, mean, std, output='labels', confidence=False):
-    """Return a copy of logits ``model`` with uint8 NHWC input and the chosen outputs.
+    """
+    Return a copy of logits ``model`` with uint8 NHWC input and the chosen outputs.
 
     ``output`` is 'labels' (ArgMax, uint8) or 'logits'; ``confidence`` adds the per-pixel
     softmax probability of the chosen class (float32).

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Segmenter: camera frames in, class-id masks at each frame's own resolution out.
+"""
+Segmenter: camera frames in, class-id masks at each frame's own resolution out.
 
 preprocess (resize to the model input) -> backend (normalise, network, argmax) -> postprocess
 (back to each frame's size). Upsampling is a stated trade: ``nearest`` takes the argmax at the
@@ -24,9 +25,9 @@ from dataclasses import dataclass
 import time
 
 import cv2
-import numpy as np
-
 from liteseg_ros.inference.backends import load_backend
+from liteseg_ros.inference.visualize import colorize
+import numpy as np
 
 UPSAMPLE_MODES = ('nearest', 'bilinear')
 
@@ -49,7 +50,8 @@ def check_frame(frame, index=0):
 
 
 class Segmenter:
-    """Segment batches of RGB frames of any sizes with one backend.
+    """
+    Segment batches of RGB frames of any sizes with one backend.
 
     ``timings`` holds the last call's stage times in milliseconds (preprocess, infer,
     postprocess, total).
@@ -128,7 +130,7 @@ class Segmenter:
 
     def colorize(self, mask):
         """Return the palette colours (HxWx3 uint8 RGB) of a class-id mask."""
-        return self.palette[mask]
+        return colorize(mask, self.palette)
 
 
 def _resize(image, size, interpolation):

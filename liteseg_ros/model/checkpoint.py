@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Self-describing checkpoints: weights plus the classes, palette and normalisation they need.
+"""
+Self-describing checkpoints: weights plus the classes, palette and normalisation they need.
 
 Format ``liteseg/1`` (see DESIGN.md §2): a ``torch.save`` of plain types only, so it loads with
 ``torch.load(weights_only=True)``. Writes are atomic: a crash never leaves a half-written file.
@@ -20,11 +21,10 @@ Format ``liteseg/1`` (see DESIGN.md §2): a ``torch.save`` of plain types only, 
 
 from pathlib import Path
 
-import torch
-
 from liteseg_ros.atomic_file import atomic_write
 from liteseg_ros.model.classes import class_info
 from liteseg_ros.model.pp_liteseg import VARIANTS
+import torch
 
 FORMAT = 'liteseg/1'
 CONFIG_KEYS = ('variant', 'num_classes', 'class_names', 'palette', 'mean', 'std', 'input_size',
@@ -92,7 +92,8 @@ def atomic_save(obj, path):
 
 
 def save_checkpoint(path, model, config=None, **extra):
-    """Write model weights and config (``model.config`` by default) as a liteseg/1 checkpoint.
+    """
+    Write model weights and config (``model.config`` by default) as a liteseg/1 checkpoint.
 
     ``extra`` entries (optimizer state, iteration, ...) are stored beside them.
     """
@@ -123,7 +124,8 @@ def load_checkpoint(path):
 
 
 def load_model(path, variant=None, num_classes=None):
-    """Load a checkpoint into a model in eval mode, with ``model.config`` set.
+    """
+    Load a checkpoint into a model in eval mode, with ``model.config`` set.
 
     ``variant``/``num_classes``, when given, are what the caller expects; a checkpoint that
     differs, or whose weights disagree with its own config, is refused naming both values.
@@ -151,8 +153,9 @@ def check_state_dict(expected, found, source, config):
     problems = []
     classifier = 'seg_heads.0.classifier.weight'
     if classifier in found and classifier not in missing and any(classifier in w for w in wrong):
-        problems.append(f"weights are for {found[classifier].shape[0]} classes but the config "
-                        f"says num_classes={config['num_classes']}")
+        found_classes = found[classifier].shape[0]
+        problems.append(f'weights are for {found_classes} classes but the config says '
+                        f"num_classes={config['num_classes']}")
     if missing:
         problems.append(f'missing {len(missing)} weights (first: {missing[:5]})')
     if unexpected:

@@ -57,7 +57,8 @@ def generic_palette(num_classes):
 
 
 def class_info(dataset, num_classes):
-    """Return (class names, palette) for ``dataset`` with ``num_classes`` classes.
+    """
+    Return (class names, palette) for ``dataset`` with ``num_classes`` classes.
 
     A known dataset must have its own class count; any other name gets numbered classes and a
     generated palette.

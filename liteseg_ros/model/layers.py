@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Building blocks shared by the backbone and the decoder.
+"""
+Building blocks shared by the backbone and the decoder.
 
 Every resize is bilinear with ``align_corners=False`` and every adaptive pooling is exact for any
 input size, as in PaddleSeg, so converted weights give the same numbers.
@@ -25,6 +26,28 @@ from torch import nn
 import torch.nn.functional as F
 
 
+class BatchNorm2d(nn.BatchNorm2d):
+    """
+    BatchNorm2d whose running variance tracks the biased batch variance, as Paddle's does.
+
+    torch folds the unbiased variance (n / (n - 1) larger) into ``running_var``; on small maps
+    (SPPM's 1x1 bin: n = batch size) that differs by up to 2x. Normalisation itself is the same.
+    """
+
+    def forward(self, x):
+        """Normalise ``x``; in training, fold the biased batch variance into running_var."""
+        if not (self.training and self.track_running_stats) or self.momentum is None:
+            return super().forward(x)
+        previous = self.running_var.clone()
+        out = super().forward(x)
+        count = x.numel() // x.shape[1]
+        with torch.no_grad():
+            unbiased = (self.running_var - (1 - self.momentum) * previous) / self.momentum
+            biased = unbiased * ((count - 1) / count)
+            self.running_var.copy_((1 - self.momentum) * previous + self.momentum * biased)
+        return out
+
+
 class ConvBNAct(nn.Sequential):
     """Conv2d, BatchNorm2d and an optional activation, with children named conv, bn, act."""
 
@@ -34,7 +57,7 @@ class ConvBNAct(nn.Sequential):
         layers = OrderedDict(
             conv=nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
                            padding=kernel_size // 2, groups=groups, bias=bias),
-            bn=nn.BatchNorm2d(out_channels, eps=1e-5, momentum=0.1))
+            bn=BatchNorm2d(out_channels, eps=1e-5, momentum=0.1))
         if act == 'relu':
             layers['act'] = nn.ReLU(inplace=True)
         elif act == 'leaky_relu':
@@ -55,7 +78,8 @@ def _bin_edges(length, bins):
 
 
 def adaptive_avg_pool2d(x, bins):
-    """Adaptive average pooling to ``bins`` x ``bins``, exact and ONNX-exportable for any size.
+    """
+    Adaptive average pooling to ``bins`` x ``bins``, exact and ONNX-exportable for any size.
 
     When the map divides evenly this is the framework's own op (a plain average pooling in
     ONNX); otherwise each bin is the mean of its own slice, which exports as static slices and

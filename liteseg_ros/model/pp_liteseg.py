@@ -12,17 +12,17 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""PP-LiteSeg (arXiv 2204.02681): STDC backbone, SPPM, UAFM fusion, flexible decoder, seg heads.
+"""
+PP-LiteSeg (arXiv 2204.02681): STDC backbone, SPPM, UAFM fusion, flexible decoder, seg heads.
 
 Structure, channel widths and numerics equal PaddleSeg 2.8's ``PPLiteSeg``, so its released
 weights convert one to one (see ``training.convert_paddle``).
 """
 
-import torch
-from torch import nn
-
 from liteseg_ros.model.layers import adaptive_avg_pool2d, ConvBNAct, resize
 from liteseg_ros.model.stdc import stdc1, stdc2
+import torch
+from torch import nn
 
 
 class SPPM(nn.Module):
@@ -47,7 +47,8 @@ class SPPM(nn.Module):
 
 
 class UAFM(nn.Module):
-    """Unified attention fusion: out = conv(x * a + up(y) * (s - a)), a from an attention branch.
+    """
+    Unified attention fusion: out = conv(x * a + up(y) * (s - a)), a from an attention branch.
 
     ``x`` is the low-level feature (projected to the high-level width), ``y`` the high-level one.
     ``scale`` (s) is a frozen parameter equal to 1, kept in the state dict as PaddleSeg does.

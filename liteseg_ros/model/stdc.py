@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""STDC backbones (STDC1, STDC2) as used by PP-LiteSeg.
+"""
+STDC backbones (STDC1, STDC2) as used by PP-LiteSeg.
 
 Layout and numerics follow PaddleSeg's ``STDCNet``: two stride-2 ConvBNReLU stems, then stages
 of CatBottleneck blocks; features at strides 8, 16 and 32 feed the decoder.
@@ -20,14 +21,14 @@ of CatBottleneck blocks; features at strides 8, 16 and 32 feed the decoder.
 
 import math
 
+from liteseg_ros.model.layers import ConvBNAct
 import torch
 from torch import nn
 
-from liteseg_ros.model.layers import ConvBNAct
-
 
 class CatBottleneck(nn.Module):
-    """STDC block: four convolutions of shrinking width whose outputs are concatenated.
+    """
+    STDC block: four convolutions of shrinking width whose outputs are concatenated.
 
     Branch 0 is a 1x1 conv to out/2; branches 1..3 are 3x3 convs to out/4, out/8, out/8. A
     stride-2 block downsamples branch 0 with a depthwise 3x3 conv (+BN, no ReLU) before

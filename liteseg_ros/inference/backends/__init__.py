@@ -21,7 +21,8 @@ BACKENDS = ('auto', 'onnxruntime', 'torch', 'tensorrt')
 
 
 def load_backend(path, backend='auto', **options):
-    """Load ``path`` with ``backend``; 'auto' picks by file type.
+    """
+    Load ``path`` with ``backend``; 'auto' picks by file type.
 
     A checkpoint runs on torch, an ONNX model on ONNX Runtime, an engine on TensorRT.
     ``options`` go to the backend (threads, device, fp16, ...).

@@ -14,13 +14,13 @@
 
 """The small protocol every backend implements, and the checks they share."""
 
-import numpy as np
-
 from liteseg_ros.inference.model_files import ModelFileError
+import numpy as np
 
 
 class Backend:
-    """A loaded model that turns a batch of resized frames into class ids (or logits).
+    """
+    A loaded model that turns a batch of resized frames into class ids (or logits).
 
     Attributes: ``name``, ``config`` (the model's liteseg config), ``input_size`` (H, W),
     ``batch_size`` (fixed batch, or None for any), ``device``.
@@ -61,5 +61,6 @@ def check_batch(backend, images):
 def check_classes(path, model_classes, config):
     """Refuse a model whose output channels disagree with its config's class count."""
     if model_classes and model_classes != config['num_classes']:
-        raise ModelFileError(f"{path}: the model outputs {model_classes} classes but its config "
-                             f"lists {config['num_classes']} ({config['class_names'][:3]}...)")
+        names = config['class_names'][:3]
+        raise ModelFileError(f'{path}: the model outputs {model_classes} classes but its config '
+                             f"lists {config['num_classes']} ({names}...)")

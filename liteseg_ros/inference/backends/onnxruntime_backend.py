@@ -17,20 +17,20 @@
 import json
 import logging
 
-import numpy as np
-
 from liteseg_ros.inference.backends.base import Backend, check_batch, check_classes
 from liteseg_ros.inference.model_files import (IO_METADATA_KEY, load_onnx, ModelFileError,
                                                onnx_metadata)
 from liteseg_ros.inference.onnx_graph import (CONFIDENCE_OUTPUT, LABELS_OUTPUT, LOGITS_OUTPUT,
                                               wrap_pre_post)
+import numpy as np
 
 LOG = logging.getLogger(__name__)
 GPU_PROVIDERS = ('TensorrtExecutionProvider', 'CUDAExecutionProvider')
 
 
 class OnnxRuntimeBackend(Backend):
-    """Runs an exported liteseg ONNX model; plain logits models are fused in memory.
+    """
+    Runs an exported liteseg ONNX model; plain logits models are fused in memory.
 
     A logits model gets uint8 input, in-graph normalisation and an in-graph ArgMax (and
     confidence when asked), built once per requested output and cached.
@@ -75,11 +75,12 @@ class OnnxRuntimeBackend(Backend):
                 have = json.loads(
                     {p.key: p.value for p in self._model.metadata_props}[IO_METADATA_KEY])
                 if output != have['output'] or (confidence and not have['confidence']):
+                    have_outputs = have['output'] + (' + confidence' if have['confidence'] else '')
+                    asked = output + (' + confidence' if confidence else '')
                     raise ModelFileError(
-                        f"{self.path}: this ONNX model was exported with --fuse and outputs "
-                        f"{have['output']}{' + confidence' if have['confidence'] else ''}; "
-                        f"{output}{' + confidence' if confidence else ''} needs an export "
-                        'without --fuse (or with --confidence)')
+                        f'{self.path}: this ONNX model was exported with --fuse and outputs '
+                        f'{have_outputs}; {asked} needs an export without --fuse (or with '
+                        '--confidence)')
                 model = self._model
             else:
                 model = wrap_pre_post(self._model, self.config['mean'], self.config['std'],

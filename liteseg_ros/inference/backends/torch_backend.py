@@ -22,16 +22,17 @@ LOG = logging.getLogger(__name__)
 
 
 class TorchBackend(Backend):
-    """Runs a liteseg checkpoint with PyTorch on CPU or CUDA.
+    """
+    Runs a liteseg checkpoint with PyTorch on CPU or CUDA.
 
     ``fp16`` (CUDA only) runs the network in half precision with fp32 softmax/argmax;
-    ``channels_last`` uses NHWC memory, faster for convolutions on recent GPUs; ``compile``
+    ``channels_last`` uses NHWC memory, faster for convolutions on recent GPUs; ``compiled``
     wraps the network in ``torch.compile``.
     """
 
     name = 'torch'
 
-    def __init__(self, path, device='cpu', fp16=False, channels_last=False, compile=False,
+    def __init__(self, path, device='cpu', fp16=False, channels_last=False, compiled=False,
                  input_size=None, threads=None):
         """Load the checkpoint at ``path`` onto ``device``."""
         import torch
@@ -54,7 +55,7 @@ class TorchBackend(Backend):
         self.dtype = torch.float16 if fp16 else torch.float32
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         model = model.to(self.device, dtype=self.dtype, memory_format=self.memory_format)
-        self.model = torch.compile(model) if compile else model
+        self.model = torch.compile(model) if compiled else model
         mean = torch.tensor(self.config['mean'], device=self.device).view(1, 3, 1, 1)
         std = torch.tensor(self.config['std'], device=self.device).view(1, 3, 1, 1)
         self._scale = 1.0 / (255.0 * std)

@@ -1,0 +1,30 @@
+# Copyright 2026 The liteseg_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""PEP 257 docstring checks (ament_pep257 'ament' convention) over the repository."""
+
+from pathlib import Path
+
+from ament_pep257.main import main
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXCLUDES = [str(ROOT / name) for name in ('build', 'install', 'log', 'demo_output')]
+
+
+@pytest.mark.linter
+@pytest.mark.pep257
+def test_pep257():
+    rc = main(argv=[str(ROOT), '--exclude'] + EXCLUDES)
+    assert rc == 0, 'Found code style errors / warnings'
