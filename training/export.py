@@ -28,6 +28,7 @@ Usage::
 
 import argparse
 import json
+import logging
 from pathlib import Path
 import sys
 import tempfile
@@ -129,8 +130,14 @@ def main(argv=None):
     if args.engine:
         from liteseg_ros.inference.tensorrt_engine import build_engine
 
-        build_engine(args.onnx, args.engine, precision=args.precision,
-                     calibration_images=args.calibration_images)
+        logging.basicConfig(level=logging.INFO, format='[%(levelname)s] %(message)s')
+        try:
+            build_engine(args.onnx, args.engine, precision=args.precision,
+                         calibration_images=args.calibration_images)
+        except (ImportError, ValueError, OSError, RuntimeError) as exc:
+            # Missing TensorRT, int8 without images, parse or build failures: one clear line.
+            print(f'error: {args.engine}: {exc}', file=sys.stderr)
+            return 1
         print(f'wrote {args.engine} ({args.precision})')
     return 0
 

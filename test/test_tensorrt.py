@@ -1,0 +1,772 @@
+# Copyright 2026 The liteseg_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+TensorRT engines: cache keys, sidecars, platform checks, the graph TensorRT parses, backend.
+
+Three kinds of tests:
+
+- pure functions (keys, sidecars, messages) and the ONNX graph handed to TensorRT, checked
+  with ONNX Runtime: run everywhere;
+- the build / cache / load / run code paths against a stand-in ``tensorrt`` module whose
+  "engine" runs the parsed ONNX graph with ONNX Runtime on host memory: run everywhere. It
+  checks the plumbing (buffers, batching, sidecars, caches, error paths) and TensorRT's
+  documented UINT8 rule, not TensorRT itself;
+- ``tensorrt`` + ``gpu`` tests with the real TensorRT on a CUDA GPU: skipped elsewhere.
+"""
+
+import contextlib
+import ctypes
+import json
+import sys
+import types
+
+from liteseg_ros.inference import load_backend, ModelFileError, Segmenter, tensorrt_engine
+from liteseg_ros.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+from liteseg_ros.inference.backends.tensorrt_backend import TensorRTBackend
+from liteseg_ros.inference.model_files import engine_sidecar
+from liteseg_ros.inference.tensorrt_engine import (build_engine, cache_key, cached_engine,
+                                                   calibration_files, check_platform,
+                                                   engine_cache_key, engine_shapes,
+                                                   HostDeviceBuffer, load_calibration_image,
+                                                   read_calibration_cache, read_sidecar,
+                                                   tensorrt_onnx, write_calibration_cache)
+from model_fixtures import make_checkpoint, street_image
+import numpy as np
+import onnx
+from onnx import TensorProto
+import pytest
+from training.export import export_onnx
+
+SMALL = [128, 256]
+PLATFORM = {'tensorrt_version': '10.9.0.34', 'gpu_name': 'NVIDIA H100 80GB HBM3',
+            'compute_capability': '9.0'}
+SHAPES = {'input': 'image_u8', 'min': [1, 128, 256, 3], 'opt': [1, 128, 256, 3],
+          'max': [1, 128, 256, 3]}
+
+
+@pytest.fixture(scope='module')
+def models(tmp_path_factory):
+    """Return a seeded T checkpoint at 128x256 and its exports (fixed, dynamic, fused)."""
+    root = tmp_path_factory.mktemp('trt_models')
+    checkpoint = make_checkpoint(root / 't.pt', input_size=SMALL)
+    export_onnx(checkpoint, root / 't.onnx')
+    export_onnx(checkpoint, root / 't_dyn.onnx', dynamic_batch=True)
+    export_onnx(checkpoint, root / 't_fused.onnx', fuse=True)
+    return {'checkpoint': checkpoint, 'onnx': root / 't.onnx', 'dynamic': root / 't_dyn.onnx',
+            'fused': root / 't_fused.onnx'}
+
+
+def frames(count, seed=0):
+    return np.stack([street_image(*SMALL, seed=seed + i) for i in range(count)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure functions.
+
+
+def test_cache_key_changes_with_every_input_and_only_with_them(tmp_path):
+    first, second = tmp_path / 'a.onnx', tmp_path / 'b.onnx'
+    first.write_bytes(b'model one')
+    second.write_bytes(b'model two')
+    base = dict(PLATFORM, precision='fp16', shapes=SHAPES)
+
+    def key(path=first, **changes):
+        args = dict(base, **changes)
+        return engine_cache_key(path, args['precision'], args['shapes'],
+                                tensorrt_version=args['tensorrt_version'],
+                                gpu_name=args['gpu_name'],
+                                compute_capability=args['compute_capability'])
+
+    reference = key()
+    assert key() == reference
+    copy = tmp_path / 'copy.onnx'
+    copy.write_bytes(first.read_bytes())
+    assert key(copy) == reference  # content, not the file name
+    dynamic = dict(SHAPES, max=[4, 128, 256, 3])
+    variants = [key(second), key(tensorrt_version='10.9.0.35'), key(gpu_name='Orin'),
+                key(compute_capability='8.7'), key(precision='fp32'), key(precision='int8'),
+                key(shapes=dynamic)]
+    assert len({reference, *variants}) == 1 + len(variants)
+    sha = tensorrt_engine.file_sha256(first)
+    assert cache_key(sha, 'fp16', SHAPES, *PLATFORM.values()) == reference
+    assert cache_key(sha, 'fp16', SHAPES, *PLATFORM.values(), variant='logits') != reference
+    assert cache_key(sha, 'fp16', SHAPES, *PLATFORM.values(), calibration='x') != reference
+    with pytest.raises(ValueError, match='precision'):
+        cache_key(sha, 'bf16', SHAPES, *PLATFORM.values())
+
+
+def test_engine_shapes_for_fixed_and_dynamic_exports():
+    io = {'input': 'image_u8', 'height': 128, 'width': 256, 'batch': 2}
+    assert engine_shapes(io) == {'input': 'image_u8', 'min': [2, 128, 256, 3],
+                                 'opt': [2, 128, 256, 3], 'max': [2, 128, 256, 3]}
+    with pytest.raises(ValueError, match='--batch 3 or --dynamic-batch'):
+        engine_shapes(io, batch=3)
+    dynamic = dict(io, batch='dynamic')
+    assert engine_shapes(dynamic)['max'][0] == tensorrt_engine.DEFAULT_MAX_BATCH
+    assert engine_shapes(dynamic)['opt'][0] == 1
+    assert engine_shapes(dynamic, 6)['min'][0] == 1
+    assert engine_shapes(dynamic, 6)['opt'][0] == engine_shapes(dynamic, 6)['max'][0] == 6
+
+
+def sidecar_info(**changes):
+    config = {'variant': 't', 'num_classes': 2, 'class_names': ['a', 'b'],
+              'palette': [[0, 0, 0], [1, 1, 1]], 'mean': [0.5] * 3, 'std': [0.5] * 3,
+              'input_size': SMALL, 'dataset': 'custom'}
+    info = dict(PLATFORM, config=config, precision='fp16', onnx_sha256='0' * 64,
+                onnx_file='/models/t.onnx', input_shape=[1, 128, 256, 3],
+                io={'input': 'image_u8', 'output': 'labels', 'confidence': False,
+                    'height': 128, 'width': 256, 'batch': 1})
+    info.update(changes)
+    return info
+
+
+@pytest.mark.parametrize('field, label, value', [
+    ('tensorrt_version', 'TensorRT version', '10.3.0.26'),
+    ('gpu_name', 'GPU', 'Orin'),
+    ('compute_capability', 'compute capability', '8.7'),
+])
+def test_platform_mismatch_names_the_field_and_the_rebuild_command(field, label, value):
+    engine = '/models/t.engine'
+    info = sidecar_info(**{field: value})
+    with pytest.raises(ModelFileError) as error:
+        check_platform(engine, info, PLATFORM)
+    message = str(error.value)
+    assert message.startswith(engine)
+    assert f'{label}: engine built with {value!r}, this machine has {PLATFORM[field]!r}' in message
+    others = [lab for f, lab in tensorrt_engine.PLATFORM_FIELDS if f != field]
+    assert not any(f'{other}: engine built' in message for other in others)
+    assert ('python -m training.export CHECKPOINT.pt --onnx /models/t.onnx --engine '
+            '/models/t.engine --precision fp16') in message
+    assert 'delete /models/t.engine and /models/t.engine.json' in message
+    check_platform(engine, sidecar_info(), PLATFORM)  # same platform: no error
+
+
+def test_missing_corrupt_and_incomplete_sidecars_are_refused_naming_the_file(tmp_path):
+    engine = tmp_path / 'm.engine'
+    engine.write_bytes(b'engine')
+    sidecar = engine_sidecar(engine)
+    with pytest.raises(ModelFileError, match=f'{sidecar}.* is missing'):
+        read_sidecar(engine)
+    sidecar.write_text('{"config": ')
+    with pytest.raises(ModelFileError, match=f'{sidecar}.* not JSON'):
+        read_sidecar(engine)
+    info = sidecar_info()
+    del info['gpu_name'], info['onnx_sha256']
+    sidecar.write_text(json.dumps(info))
+    with pytest.raises(ModelFileError, match=r"lacks \['gpu_name', 'onnx_sha256'\]"):
+        read_sidecar(engine)
+    info = sidecar_info()
+    del info['config']['class_names']
+    sidecar.write_text(json.dumps(info))
+    with pytest.raises(ModelFileError, match=r"config in .* lacks \['class_names'\]"):
+        read_sidecar(engine)
+    sidecar.write_text(json.dumps(sidecar_info()))
+    assert read_sidecar(engine)['gpu_name'] == PLATFORM['gpu_name']
+
+
+@pytest.mark.parametrize('path', ['x.engine', 'x.plan', 'model.onnx'])
+def test_without_tensorrt_the_error_says_so_and_names_the_alternatives(monkeypatch, path):
+    monkeypatch.setitem(sys.modules, 'tensorrt', None)  # import tensorrt raises ImportError
+    with pytest.raises(ImportError) as error:
+        load_backend(path, 'tensorrt' if path.endswith('.onnx') else 'auto')
+    assert isinstance(error.value, ModelFileError)
+    message = str(error.value)
+    assert message.startswith('TensorRT is not installed')
+    assert f'{path} cannot run with the tensorrt backend' in message
+    assert "backend 'onnxruntime'" in message and "backend 'torch'" in message
+    assert 'pip install tensorrt' in message
+
+
+def test_old_tensorrt_is_refused(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'tensorrt', types.SimpleNamespace(__version__='8.6.1'))
+    with pytest.raises(ImportError, match='TensorRT 8.6.1 is too old.*needs TensorRT >= 10'):
+        tensorrt_engine.import_tensorrt('x.engine')
+
+
+def test_calibration_cache_is_used_only_for_its_model_and_images(tmp_path):
+    path = tmp_path / 'm.engine.calib'
+    assert read_calibration_cache(path, b'tag') is None
+    write_calibration_cache(path, b'{"onnx": 1}', b'TRT-calibration\nx: 3c010a14\n')
+    assert read_calibration_cache(path, b'{"onnx": 1}') == b'TRT-calibration\nx: 3c010a14\n'
+    assert read_calibration_cache(path, b'{"onnx": 2}') is None
+
+
+def test_calibration_files_and_images(tmp_path):
+    import cv2
+
+    with pytest.raises(ValueError, match='does not exist'):
+        calibration_files(tmp_path / 'none')
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(ValueError, match='no images'):
+        calibration_files(tmp_path / 'empty')
+    folder = tmp_path / 'images' / 'city'
+    folder.mkdir(parents=True)
+    for i in range(10):
+        image = np.zeros((64, 96, 3), np.uint8)
+        image[..., 2] = 200  # red in OpenCV's BGR order
+        image[0, 0, 0] = i
+        cv2.imwrite(str(folder / f'{i:02d}.png'), image)
+    (folder / 'notes.txt').write_text('not an image')
+    files = calibration_files(tmp_path / 'images', limit=4)
+    assert [f.name for f in files] == ['00.png', '02.png', '05.png', '07.png']
+    rgb = load_calibration_image(files[0], 32, 48)
+    assert rgb.shape == (32, 48, 3) and rgb.dtype == np.uint8
+    assert rgb[..., 0].min() == 200 and rgb[..., 2].max() <= 10  # RGB order
+    (folder / 'bad.png').write_bytes(b'not a png')
+    with pytest.raises(ValueError, match='bad.png: not a readable image'):
+        load_calibration_image(folder / 'bad.png', 32, 48)
+
+
+# ---------------------------------------------------------------------------------------------
+# The graph TensorRT parses (checked with ONNX Runtime).
+
+
+def value_types(model):
+    inferred = onnx.shape_inference.infer_shapes(model)
+    graph = inferred.graph
+    types_ = {v.name: v.type.tensor_type.elem_type
+              for v in list(graph.input) + list(graph.output) + list(graph.value_info)}
+    types_.update({t.name: t.data_type for t in graph.initializer})
+    return types_
+
+
+def uint8_rule_violations(model):
+    """Return Casts breaking TensorRT's rule: uint8 converts only to and from float/half."""
+    floats = (TensorProto.FLOAT, TensorProto.FLOAT16)
+    types_ = value_types(model)
+    bad = []
+    for node in model.graph.node:
+        if node.op_type != 'Cast':
+            continue
+        to = next(a.i for a in node.attribute if a.name == 'to')
+        source = types_.get(node.input[0])
+        if (to == TensorProto.UINT8 and source not in floats) or (
+                source == TensorProto.UINT8 and to not in floats):
+            bad.append(f'{node.input[0]} ({source}) -> {to}')
+    return bad
+
+
+def test_wrapped_graph_breaks_the_uint8_rule_and_the_tensorrt_graph_does_not(models):
+    from liteseg_ros.inference.onnx_graph import wrap_pre_post
+
+    plain = onnx.load(str(models['onnx']))
+    config, _ = tensorrt_engine.onnx_metadata(plain, models['onnx'])
+    assert uint8_rule_violations(wrap_pre_post(plain, config['mean'], config['std']))
+    model, _, io = tensorrt_onnx(models['onnx'])
+    assert uint8_rule_violations(model) == []
+    assert io['layout'] == 'nhwc_uint8' and io['output'] == 'labels'
+    assert (io['height'], io['width'], io['batch']) == (128, 256, 1)
+    (graph_input,) = model.graph.input
+    assert graph_input.type.tensor_type.elem_type == TensorProto.UINT8
+
+
+@pytest.mark.parametrize('output, confidence', [('labels', False), ('labels', True),
+                                                ('logits', True)])
+def test_tensorrt_graph_computes_what_the_onnxruntime_backend_computes(models, output,
+                                                                       confidence):
+    import onnxruntime as ort
+
+    model, _, io = tensorrt_onnx(models['dynamic'], output, confidence)
+    assert io['batch'] == 'dynamic' and uint8_rule_violations(model) == []
+    session = ort.InferenceSession(model.SerializeToString(),
+                                   providers=['CPUExecutionProvider'])
+    batch = frames(2)
+    got = dict(zip([o.name for o in session.get_outputs()],
+                   session.run(None, {io['input']: batch})))
+    expected = OnnxRuntimeBackend(models['dynamic']).run(batch, output, confidence)
+    if output == 'labels':
+        np.testing.assert_array_equal(got['labels'], expected['labels'])
+        assert got['labels'].dtype == np.uint8
+    else:
+        np.testing.assert_allclose(got['logits'], expected['logits'], rtol=1e-5, atol=1e-4)
+    if confidence:
+        np.testing.assert_allclose(got['confidence'], expected['confidence'], atol=1e-6)
+
+
+def test_fused_export_is_used_as_exported_and_refuses_what_it_lacks(models):
+    model, _, io = tensorrt_onnx(models['fused'])
+    assert io['output'] == 'labels' and uint8_rule_violations(model) == []
+    with pytest.raises(ModelFileError, match='exported with --fuse.*without --fuse'):
+        tensorrt_onnx(models['fused'], 'logits')
+    with pytest.raises(ModelFileError, match='labels\\+confidence needs an export'):
+        tensorrt_onnx(models['fused'], 'labels', True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Build / cache / load / run against a stand-in TensorRT (ONNX Runtime on host memory).
+
+
+class FakeCuda:
+    """Host memory standing in for the GPU: 'device pointers' are numpy array addresses."""
+
+    def __init__(self, device=0):
+        self.index = tensorrt_engine._device_index(device)
+        self.stream_handle = 0
+        self.api = 'fake'
+
+    def activate(self):
+        return contextlib.nullcontext()
+
+    def properties(self):
+        return 'Fake GPU', '8.6'
+
+    def buffer(self, nbytes):
+        device = np.zeros(nbytes, np.uint8)
+        return HostDeviceBuffer(np.zeros(nbytes, np.uint8), device.ctypes.data, nbytes,
+                                (device,))
+
+    def upload(self, buffer, nbytes=None):
+        nbytes = buffer.nbytes if nbytes is None else nbytes
+        buffer._owners[0][:nbytes] = buffer.host[:nbytes]
+
+    def download(self, buffer, nbytes=None):
+        nbytes = buffer.nbytes if nbytes is None else nbytes
+        buffer.host[:nbytes] = buffer._owners[0][:nbytes]
+
+    def synchronize(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def memory_at(pointer, nbytes):
+    return np.ctypeslib.as_array((ctypes.c_uint8 * nbytes).from_address(pointer))
+
+
+MAGIC = b'FAKE-TRT-ENGINE\n'
+ONNX_TO_TRT = {TensorProto.FLOAT: 'float', TensorProto.FLOAT16: 'half',
+               TensorProto.UINT8: 'uint8', TensorProto.INT64: 'int64',
+               TensorProto.INT32: 'int32'}
+
+
+def make_fake_tensorrt(version='10.9.0.34'):
+    """Return a module with the slice of the TensorRT 10 Python API the code uses."""
+    import onnxruntime as ort
+
+    trt = types.ModuleType('tensorrt')
+    trt.__version__ = version
+    trt.builds, trt.calibration_batches = [], []
+    trt.DataType = types.SimpleNamespace(FLOAT='float', HALF='half', UINT8='uint8',
+                                         INT64='int64', INT32='int32')
+    trt.nptype = {'float': np.float32, 'half': np.float16, 'uint8': np.uint8,
+                  'int64': np.int64, 'int32': np.int32}.__getitem__
+    trt.TensorIOMode = types.SimpleNamespace(INPUT='input', OUTPUT='output')
+    trt.BuilderFlag = types.SimpleNamespace(FP16='fp16', INT8='int8')
+    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE='workspace')
+
+    class Base:
+        """Base of the interfaces Python code subclasses."""
+
+        def __init__(self):
+            pass
+
+    trt.ILogger = trt.IInt8EntropyCalibrator2 = trt.IProgressMonitor = Base
+
+    def dims(value):
+        return [d.dim_value if d.dim_value else -1 for d in value.type.tensor_type.shape.dim]
+
+    class Network:
+        """The network the parser fills: here, the parsed ONNX model."""
+
+        model = None
+
+    class Parser:
+        """OnnxParser enforcing the UINT8 cast rule."""
+
+        def __init__(self, network, logger):
+            self.network, self.errors = network, []
+
+        def parse(self, data):
+            model = onnx.load_from_string(data)
+            self.errors = uint8_rule_violations(model)
+            self.network.model = model
+            return not self.errors
+
+        @property
+        def num_errors(self):
+            return len(self.errors)
+
+        def get_error(self, i):
+            return f'UINT8 cast not supported: {self.errors[i]}'
+
+    class Profile:
+        """IOptimizationProfile."""
+
+        def set_shape(self, name, low, opt, high):
+            self.shapes = {'name': name, 'min': list(low), 'opt': list(opt), 'max': list(high)}
+
+    class TimingCache:
+        """ITimingCache."""
+
+        def __init__(self, data):
+            self.data = bytes(data) or b'fake timing cache'
+
+        def serialize(self):
+            return self.data
+
+    class Config:
+        """IBuilderConfig."""
+
+        def __init__(self):
+            self.flags, self.profiles = set(), []
+            self.int8_calibrator = self.progress_monitor = self.calibration_profile = None
+
+        def set_memory_pool_limit(self, pool, size):
+            assert pool == 'workspace' and size > 0
+
+        def set_flag(self, flag):
+            self.flags.add(flag)
+
+        def add_optimization_profile(self, profile):
+            self.profiles.append(profile.shapes)
+
+        def set_calibration_profile(self, profile):
+            self.calibration_profile = profile.shapes
+
+        def create_timing_cache(self, data):
+            return TimingCache(data)
+
+        def set_timing_cache(self, cache, ignore_mismatch):
+            self.timing_cache = cache
+            return True
+
+    class Builder:
+        """Builder: the serialized engine is a header and the ONNX model."""
+
+        platform_has_fast_fp16 = True
+
+        def __init__(self, logger):
+            self.logger = logger
+
+        def create_network(self, flags):
+            return Network()
+
+        def create_builder_config(self):
+            return Config()
+
+        def create_optimization_profile(self):
+            return Profile()
+
+        def build_serialized_network(self, network, config):
+            graph_input = network.model.graph.input[0]
+            shape = dims(graph_input)
+            if -1 in shape and not config.profiles:
+                self.logger.log(1, 'dynamic input without an optimization profile')
+                return None
+            profile = config.profiles[0] if config.profiles else {
+                'min': shape, 'opt': shape, 'max': shape}
+            monitor = config.progress_monitor
+            monitor.phase_start('Building engine', None, 2)
+            for step in range(2):
+                assert monitor.step_complete('Building engine', step)
+            monitor.phase_finish('Building engine')
+            if 'int8' in config.flags:
+                calibrator = config.int8_calibrator
+                if calibrator.read_calibration_cache() is None:
+                    shape = (config.calibration_profile or profile)['opt']
+                    assert calibrator.get_batch_size() == shape[0]
+                    while True:
+                        pointers = calibrator.get_batch([graph_input.name])
+                        if not pointers:
+                            break
+                        data = memory_at(pointers[0], int(np.prod(shape))).reshape(shape)
+                        trt.calibration_batches.append(data.copy())
+                    calibrator.write_calibration_cache(b'TRT-fake-calibration')
+            trt.builds.append(sorted(config.flags))
+            header = json.dumps({'profile': profile}).encode() + b'\n'
+            return MAGIC + header + network.model.SerializeToString()
+
+    class Context:
+        """IExecutionContext: ONNX Runtime on the memory at the tensor addresses."""
+
+        def __init__(self, engine):
+            self.engine, self.addresses, self.shapes = engine, {}, {}
+
+        def set_tensor_address(self, name, pointer):
+            self.addresses[name] = pointer
+
+        def set_input_shape(self, name, shape):
+            low, high = self.engine.profile['min'], self.engine.profile['max']
+            if not all(a <= s <= b for a, s, b in zip(low, shape, high)):
+                return False
+            self.shapes[name] = list(shape)
+            return True
+
+        def execute_async_v3(self, stream_handle):
+            engine = self.engine
+            name = engine.names[0]
+            shape = self.shapes.get(name) or engine.get_tensor_shape(name)
+            image = memory_at(self.addresses[name], int(np.prod(shape))).reshape(shape)
+            outputs = engine.session.run(None, {name: image.copy()})
+            for output, value in zip(engine.names[1:], outputs):
+                target = memory_at(self.addresses[output], value.nbytes)
+                target[:] = value.reshape(-1).view(np.uint8)
+            return True
+
+    class Engine:
+        """ICudaEngine with tensor names, modes, types and shapes of the ONNX graph."""
+
+        def __init__(self, model, profile):
+            self.model, self.profile = model, profile
+            self.session = ort.InferenceSession(model.SerializeToString(),
+                                                providers=['CPUExecutionProvider'])
+            values = list(model.graph.input) + list(model.graph.output)
+            self.names = [v.name for v in values]
+            self.values = {v.name: v for v in values}
+            self.num_io_tensors = len(values)
+
+        def get_tensor_name(self, i):
+            return self.names[i]
+
+        def get_tensor_mode(self, name):
+            return 'input' if name == self.names[0] else 'output'
+
+        def get_tensor_dtype(self, name):
+            return ONNX_TO_TRT[self.values[name].type.tensor_type.elem_type]
+
+        def get_tensor_shape(self, name):
+            return dims(self.values[name])
+
+        def get_tensor_profile_shape(self, name, index):
+            return self.profile['min'], self.profile['opt'], self.profile['max']
+
+        def create_execution_context(self):
+            return Context(self)
+
+    class Runtime:
+        """Runtime: refuses bytes that are not a (whole) fake engine."""
+
+        def __init__(self, logger):
+            self.logger = logger
+
+        def deserialize_cuda_engine(self, data):
+            data = bytes(data)
+            if not data.startswith(MAGIC):
+                self.logger.log(1, 'Serialization assertion magicTagRead == kMAGIC_TAG failed')
+                return None
+            header, _, body = data[len(MAGIC):].partition(b'\n')
+            try:
+                return Engine(onnx.load_from_string(body), json.loads(header)['profile'])
+            except Exception as exc:  # noqa: B902 - a truncated engine
+                self.logger.log(1, f'engine truncated: {exc}')
+                return None
+
+    trt.Builder, trt.OnnxParser, trt.Runtime = Builder, Parser, Runtime
+    return trt
+
+
+@pytest.fixture
+def fake_trt(monkeypatch):
+    trt = make_fake_tensorrt()
+    monkeypatch.setitem(sys.modules, 'tensorrt', trt)
+    monkeypatch.setattr(tensorrt_engine, '_LOGGER', None)
+    monkeypatch.setattr(tensorrt_engine, 'CudaMemory', FakeCuda)
+    return trt
+
+
+def test_build_writes_engine_and_a_complete_sidecar(models, fake_trt, tmp_path):
+    engine = tmp_path / 'out' / 't.engine'
+    timing = tmp_path / 'timing.cache'
+    assert build_engine(models['onnx'], engine, 'fp16', timing_cache=timing) == engine
+    assert fake_trt.builds == [['fp16']]
+    info = read_sidecar(engine)
+    assert info['config'] == read_sidecar(engine)['config']
+    assert info['config']['input_size'] == SMALL
+    assert info['io']['output'] == 'labels' and info['io']['layout'] == 'nhwc_uint8'
+    assert info['input_shape'] == [1, 128, 256, 3]
+    assert info['precision'] == 'fp16'
+    assert info['onnx_sha256'] == tensorrt_engine.file_sha256(models['onnx'])
+    assert (info['tensorrt_version'], info['gpu_name'], info['compute_capability']) == (
+        '10.9.0.34', 'Fake GPU', '8.6')
+    assert timing.read_bytes() == b'fake timing cache'
+    assert not list(engine.parent.glob('.*.tmp'))  # atomic writes leave nothing behind
+
+
+def test_engine_runs_like_onnxruntime_frame_by_frame_for_other_batches(models, fake_trt,
+                                                                       tmp_path):
+    engine = build_engine(models['onnx'], tmp_path / 't.engine', 'fp32')
+    backend = load_backend(engine)
+    assert isinstance(backend, TensorRTBackend)
+    assert backend.batch_size == 1 and backend.input_size == tuple(SMALL)
+    batch = frames(3)
+    labels = backend.run(batch)['labels']
+    expected = OnnxRuntimeBackend(models['onnx']).run(batch)['labels']
+    np.testing.assert_array_equal(labels, expected)
+    masks = Segmenter(backend)([street_image(256, 512, seed=5)])
+    assert masks[0].mask.shape == (256, 512)
+    with pytest.raises(ModelFileError, match='this engine outputs labels; logits needs an '
+                                             'engine built for it: give the tensorrt backend '
+                                             'the ONNX model'):
+        backend.run(batch, 'logits')
+    with pytest.raises(ValueError, match=r'expects uint8 batches of shape \(N, 128, 256, 3\)'):
+        backend.run(batch[:, :64])
+
+
+def test_dynamic_engine_runs_in_profile_sized_chunks(models, fake_trt, tmp_path):
+    engine = build_engine(models['dynamic'], tmp_path / 'd.engine', 'fp16', batch=2)
+    info = read_sidecar(engine)
+    assert info['input_shape'] == [-1, 128, 256, 3]
+    assert info['profile']['max'] == [2, 128, 256, 3]
+    backend = TensorRTBackend(engine)
+    assert backend.batch_size is None
+    batch = frames(5, seed=3)
+    np.testing.assert_array_equal(backend.run(batch)['labels'],
+                                  OnnxRuntimeBackend(models['dynamic']).run(batch)['labels'])
+
+
+def test_onnx_model_builds_once_then_loads_from_the_cache(models, fake_trt, tmp_path):
+    cache = tmp_path / 'cache'
+    backend = TensorRTBackend(models['onnx'], cache_dir=cache)
+    engines = list(cache.glob('*.engine'))
+    assert len(engines) == 1 and engines[0] == backend.engine_path
+    assert engines[0].name.startswith('t-fp16-labels-')
+    assert len(list(cache.glob('timing-trt10.9.0.34-sm86.cache'))) == 1
+    TensorRTBackend(models['onnx'], cache_dir=cache)
+    assert len(fake_trt.builds) == 1
+    # Another output (bilinear upsampling) builds that variant once, then reuses it.
+    batch = frames(1)
+    logits = backend.run(batch, 'logits', confidence=True)
+    reference = OnnxRuntimeBackend(models['onnx']).run(batch, 'logits', True)
+    np.testing.assert_allclose(logits['logits'], reference['logits'], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(logits['confidence'], reference['confidence'], atol=1e-6)
+    backend.run(batch, 'logits')
+    assert len(fake_trt.builds) == 2 and len(list(cache.glob('*.engine'))) == 2
+    # A new TensorRT gets its own engine.
+    fake_trt.__version__ = '10.10.0.1'
+    TensorRTBackend(models['onnx'], cache_dir=cache)
+    assert len(fake_trt.builds) == 3 and len(list(cache.glob('*.engine'))) == 3
+
+
+def test_cached_engine_rebuilds_when_its_sidecar_is_broken(models, fake_trt, tmp_path):
+    engine = cached_engine(models['onnx'], tmp_path, 'fp16')
+    assert cached_engine(models['onnx'], tmp_path, 'fp16') == engine
+    engine_sidecar(engine).write_text('{')
+    assert cached_engine(models['onnx'], tmp_path, 'fp16') == engine
+    assert len(fake_trt.builds) == 2 and read_sidecar(engine)
+
+
+def test_engine_for_another_platform_is_refused_before_deserialising(
+        models, fake_trt, tmp_path):
+    engine = build_engine(models['onnx'], tmp_path / 't.engine', 'fp16')
+    fake_trt.__version__ = '10.3.0.26'
+    with pytest.raises(ModelFileError) as error:
+        load_backend(engine)
+    message = str(error.value)
+    assert "TensorRT version: engine built with '10.9.0.34', this machine has '10.3.0.26'" in (
+        message)
+    assert f'--engine {engine} --precision fp16' in message
+
+
+def test_corrupt_and_truncated_engines_are_refused_naming_the_file(models, fake_trt, tmp_path):
+    engine = build_engine(models['onnx'], tmp_path / 't.engine', 'fp16')
+    data = engine.read_bytes()
+    engine.write_bytes(data[:len(data) // 2])
+    with pytest.raises(ModelFileError, match=f'{engine}: the file does not match its '
+                                             'description'):
+        load_backend(engine)
+    # Without the recorded sha256 the engine reaches TensorRT, whose refusal is reported.
+    info = json.loads(engine_sidecar(engine).read_text())
+    del info['engine_sha256']
+    engine_sidecar(engine).write_text(json.dumps(info))
+    with pytest.raises(ModelFileError, match=f'{engine}: TensorRT .* cannot deserialise this '
+                                             'engine .*engine truncated'):
+        load_backend(engine)
+    engine.write_bytes(b'\0' * 100)
+    with pytest.raises(ModelFileError, match='magicTagRead.*corrupt or truncated'):
+        load_backend(engine)
+    with pytest.raises(ModelFileError, match='no such TensorRT engine file'):
+        load_backend(tmp_path / 'missing.engine')
+
+
+def test_int8_calibrates_on_the_images_once_then_reuses_the_table(models, fake_trt, tmp_path):
+    import cv2
+
+    images = tmp_path / 'calibration'
+    images.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(images / f'{i}.jpg'), street_image(256, 512, seed=i)[..., ::-1])
+    with pytest.raises(ValueError, match='int8 needs calibration images'):
+        build_engine(models['onnx'], tmp_path / 'q.engine', 'int8')
+    engine = build_engine(models['onnx'], tmp_path / 'q.engine', 'int8',
+                          calibration_images=images)
+    assert fake_trt.builds == [['fp16', 'int8']]
+    assert len(fake_trt.calibration_batches) == 3
+    first = fake_trt.calibration_batches[0]
+    assert first.shape == (1, 128, 256, 3) and first.dtype == np.uint8
+    expected = load_calibration_image(images / '0.jpg', 128, 256)
+    np.testing.assert_array_equal(first[0], expected)
+    calibration = tmp_path / 'q.engine.calib'
+    assert calibration.read_bytes().endswith(b'\nTRT-fake-calibration')
+    build_engine(models['onnx'], engine, 'int8', calibration_images=images)
+    assert len(fake_trt.calibration_batches) == 3  # the table was reused
+    cv2.imwrite(str(images / '3.jpg'), street_image(256, 512, seed=3)[..., ::-1])
+    build_engine(models['onnx'], engine, 'int8', calibration_images=images)
+    assert len(fake_trt.calibration_batches) == 3 + 4  # new images: calibrated again
+
+
+def test_parse_errors_name_the_onnx_file(models, fake_trt, tmp_path, monkeypatch):
+    monkeypatch.setattr(tensorrt_engine, '_cast_uint8_through_float', lambda model: model)
+    with pytest.raises(ModelFileError, match=f"{models['onnx']}: TensorRT 10.9.0.34 cannot "
+                                             'parse this model: UINT8 cast not supported'):
+        build_engine(models['onnx'], tmp_path / 't.engine')
+    assert not (tmp_path / 't.engine').exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Real TensorRT on a CUDA GPU.
+
+
+def real_tensorrt():
+    trt = pytest.importorskip('tensorrt')
+    torch = pytest.importorskip('torch')
+    if not torch.cuda.is_available():
+        pytest.skip('needs a CUDA GPU')
+    return trt
+
+
+@pytest.mark.tensorrt
+@pytest.mark.gpu
+def test_fp16_engine_agrees_with_pytorch_fp32(models, tmp_path):
+    real_tensorrt()
+    backend = TensorRTBackend(models['onnx'], cache_dir=tmp_path, precision='fp16')
+    reference = Segmenter(load_backend(models['checkpoint'], 'torch'))
+    segmenter = Segmenter(backend)
+    batch = [street_image(*SMALL, seed=i) for i in range(4)]
+    got = np.stack([s.mask for s in segmenter(batch)])
+    expected = np.stack([s.mask for s in reference(batch)])
+    assert (got == expected).mean() >= 0.995
+    assert TensorRTBackend(models['onnx'], cache_dir=tmp_path).engine_path == backend.engine_path
+
+
+@pytest.mark.tensorrt
+@pytest.mark.gpu
+def test_real_engine_file_batches_and_corruption(models, tmp_path):
+    real_tensorrt()
+    engine = build_engine(models['dynamic'], tmp_path / 't.engine', 'fp32', batch=2)
+    backend = load_backend(engine)
+    batch = frames(3)
+    labels = backend.run(batch)['labels']
+    single = np.concatenate([backend.run(batch[i:i + 1])['labels'] for i in range(3)])
+    np.testing.assert_array_equal(labels, single)
+    expected = OnnxRuntimeBackend(models['dynamic']).run(batch)['labels']
+    assert (labels == expected).mean() >= 0.995
+    data = engine.read_bytes()
+    engine.write_bytes(data[:len(data) // 3])
+    info = json.loads(engine_sidecar(engine).read_text())
+    del info['engine_sha256']
+    engine_sidecar(engine).write_text(json.dumps(info))
+    with pytest.raises(ModelFileError, match=f'{engine}: TensorRT .* cannot deserialise'):
+        load_backend(engine)
