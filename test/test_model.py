@@ -71,6 +71,21 @@ def test_eval_returns_logits_at_input_size_train_returns_three_heads():
     assert logits.shape == (2, 11, 96, 160)
 
 
+def test_train_mode_backward_updates_running_variance_like_paddle():
+    model = pp_liteseg_t(3).train()
+    bn = model.decoder.sppm.stages[0].bn  # 1x1 pooled map: n = batch size
+    x = torch.randn(4, 3, 64, 64)
+    sum(head.mean() for head in model(x)).backward()
+    assert model.backbone.features[0].conv.weight.grad is not None
+    # Re-run the same batch to read the batch variance that was folded in.
+    with torch.no_grad():
+        pooled = model.backbone(x)[-1].mean(dim=(2, 3), keepdim=True)
+        features = model.decoder.sppm.stages[0].conv(pooled)
+    biased = features.var(dim=(0, 2, 3), unbiased=False)
+    expected = 0.9 * 1.0 + 0.1 * biased  # running_var starts at 1
+    assert torch.allclose(bn.running_var, expected, rtol=1e-4, atol=1e-6)
+
+
 def test_eval_output_is_the_first_head_in_eval_batchnorm():
     model = pp_liteseg_t(5).eval()
     x = torch.randn(1, 3, 64, 96)

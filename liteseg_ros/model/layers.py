@@ -44,7 +44,8 @@ class BatchNorm2d(nn.BatchNorm2d):
         with torch.no_grad():
             unbiased = (self.running_var - (1 - self.momentum) * previous) / self.momentum
             biased = unbiased * ((count - 1) / count)
-            self.running_var.copy_((1 - self.momentum) * previous + self.momentum * biased)
+            # Through .data: autograd saved running_var for backward and must not see a bump.
+            self.running_var.data.copy_((1 - self.momentum) * previous + self.momentum * biased)
         return out
 
 
