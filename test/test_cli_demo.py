@@ -79,7 +79,7 @@ def check_outputs(out, palette):
 
 
 def test_demo_random_weights(tmp_path):
-    from liteseg_ros.model.classes import CITYSCAPES_PALETTE
+    from liteseg_ros.classes import CITYSCAPES_PALETTE
 
     out = tmp_path / 'out'
     result = run_cli('demo', '--output', out, '--variant', 't')

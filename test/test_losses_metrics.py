@@ -30,6 +30,7 @@ from pathlib import Path
 import sys
 
 import cv2
+from liteseg_ros.classes import CITYSCAPES_ID_LUT
 from liteseg_ros.model import build_model, save_checkpoint
 import numpy as np
 import pytest
@@ -37,7 +38,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from training.config import load_config
-from training.datasets import CITYSCAPES_ID_LUT, CityscapesDataset
+from training.datasets import CityscapesDataset
 from training.evaluate import (cityscapes_prediction_path, evaluate, main as evaluate_main,
                                write_cityscapes_prediction)
 from training.losses import build_loss, MultiHeadLoss, OHEMCrossEntropy

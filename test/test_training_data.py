@@ -27,15 +27,15 @@ from pathlib import Path
 import sys
 
 import cv2
+from liteseg_ros.classes import CITYSCAPES_ID_TO_TRAINID
 import numpy as np
 from PIL import Image
 import pytest
 import torch
 from training import transforms as T
 from training.config import load_config
-from training.datasets import (build_dataset, CamVidDataset, CITYSCAPES_ID_TO_TRAINID,
-                               CityscapesDataset, DatasetError, FolderDataset, read_image,
-                               read_label)
+from training.datasets import (build_dataset, CamVidDataset, CityscapesDataset,
+                               DatasetError, FolderDataset, read_image, read_label)
 from training.synthetic_data import make_cityscapes_like, make_scene
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

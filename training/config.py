@@ -69,7 +69,7 @@ import copy
 import os
 from pathlib import Path
 
-from liteseg_ros.model.classes import DATASETS
+from liteseg_ros.classes import DATASETS
 import yaml
 
 DATASET_TYPES = ('cityscapes', 'camvid', 'folder')
@@ -241,7 +241,7 @@ def validate_config(config, source='config'):
                   f"classes, found {model['num_classes']}")
         if data.get('class_names') is not None:
             _fail(source, 'dataset.class_names', f"{data['type']} takes its class names from "
-                  'liteseg_ros.model.classes; use type: folder for your own classes')
+                  'liteseg_ros.classes; use type: folder for your own classes')
     else:
         names = data.get('class_names')
         if not isinstance(names, list) or len(names) != model['num_classes']:

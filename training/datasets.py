@@ -36,37 +36,14 @@ accepts).
 from pathlib import Path
 
 import cv2
-from liteseg_ros.model.classes import (CAMVID_CLASSES, CAMVID_PALETTE, CITYSCAPES_CLASSES,
-                                       CITYSCAPES_PALETTE, generic_palette)
+from liteseg_ros.classes import (CAMVID_CLASSES, CAMVID_PALETTE, CITYSCAPES_CLASSES,
+                                 CITYSCAPES_ID_LUT, CITYSCAPES_PALETTE, generic_palette)
 import numpy as np
 from PIL import Image
 import torch
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 MAX_LISTED = 5
-
-# Cityscapes label id -> train id, copied from cityscapesscripts/helpers/labels.py (the
-# official Cityscapes scripts, ``labels`` table, columns id and trainId). Ids mapped to 255
-# (and every id not listed, e.g. license plate -1 stored as 255) are ignored.
-CITYSCAPES_ID_TO_TRAINID = {
-    0: 255, 1: 255, 2: 255, 3: 255, 4: 255, 5: 255, 6: 255, 7: 0, 8: 1, 9: 255, 10: 255,
-    11: 2, 12: 3, 13: 4, 14: 255, 15: 255, 16: 255, 17: 5, 18: 255, 19: 6, 20: 7, 21: 8,
-    22: 9, 23: 10, 24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 29: 255, 30: 255, 31: 16,
-    32: 17, 33: 18,
-}
-# Train id -> label id, for the Cityscapes test server (predictions must use label ids).
-CITYSCAPES_TRAINID_TO_ID = {t: i for i, t in CITYSCAPES_ID_TO_TRAINID.items() if t != 255}
-
-
-def _lut(mapping, default=255):
-    lut = np.full(256, default, dtype=np.uint8)
-    for src, dst in mapping.items():
-        lut[src] = dst
-    return lut
-
-
-CITYSCAPES_ID_LUT = _lut(CITYSCAPES_ID_TO_TRAINID)
-CITYSCAPES_TRAINID_LUT = _lut(CITYSCAPES_TRAINID_TO_ID, default=0)
 
 
 class DatasetError(ValueError):

@@ -42,14 +42,14 @@ import sys
 
 import cv2
 from liteseg_ros.atomic_file import write_bytes_atomic
+from liteseg_ros.classes import CITYSCAPES_TRAINID_LUT
 from liteseg_ros.model import CheckpointError, load_model
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 from training.config import load_config
-from training.datasets import (build_dataset, CITYSCAPES_TRAINID_LUT, CityscapesDataset,
-                               DatasetError)
+from training.datasets import build_dataset, CityscapesDataset, DatasetError
 from training.metrics import ConfusionMatrix
 from training.transforms import build_eval_transforms
 
@@ -252,7 +252,7 @@ def main(argv=None):
                     'flip': flip})
     write_bytes_atomic(out_dir / 'metrics.json', json.dumps(metrics, indent=2).encode())
     confusion = ConfusionMatrix(num_classes)
-    confusion.matrix = torch.from_numpy(result['confusion'])
+    confusion.matrix = np.asarray(result['confusion'], np.int64)
     confusion.plot(out_dir / 'confusion_matrix.png', list(result['per_class_iou']),
                    title=f'{Path(args.checkpoint).name} on {args.split}: mIoU '
                          f"{100 * result['miou']:.2f}")

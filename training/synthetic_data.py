@@ -31,8 +31,8 @@ import argparse
 from pathlib import Path
 
 import cv2
+from liteseg_ros.classes import CITYSCAPES_ID_LUT
 import numpy as np
-from training.datasets import CITYSCAPES_ID_LUT
 
 # Cityscapes label ids used by the scenes.
 SKY, BUILDING, VEGETATION, ROAD, SIDEWALK, CAR, PERSON, POLE, EGO = 23, 11, 21, 7, 8, 26, 24, 17, 1

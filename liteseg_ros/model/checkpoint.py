@@ -22,7 +22,7 @@ Format ``liteseg/1`` (see DESIGN.md §2): a ``torch.save`` of plain types only, 
 from pathlib import Path
 
 from liteseg_ros.atomic_file import atomic_write
-from liteseg_ros.model.classes import class_info
+from liteseg_ros.classes import class_info
 from liteseg_ros.model.pp_liteseg import VARIANTS
 import torch
 

@@ -12,7 +12,13 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Class names and colour palettes of the supported datasets: the one place they are defined."""
+"""
+Class names, colour palettes and label-id tables of the supported datasets, in one place.
+
+Pure data and numpy: every layer (model, inference, ROS tools, training) reads it.
+"""
+
+import numpy as np
 
 CITYSCAPES_CLASSES = (
     'road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light', 'traffic sign',
@@ -34,6 +40,30 @@ CAMVID_CLASSES = (
 CAMVID_PALETTE = (
     (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222),
     (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192))
+
+# Cityscapes label id -> train id, copied from cityscapesscripts/helpers/labels.py (the
+# official Cityscapes scripts, ``labels`` table, columns id and trainId). Ids mapped to 255
+# (and every id not listed, e.g. license plate -1 stored as 255) are ignored.
+CITYSCAPES_ID_TO_TRAINID = {
+    0: 255, 1: 255, 2: 255, 3: 255, 4: 255, 5: 255, 6: 255, 7: 0, 8: 1, 9: 255, 10: 255,
+    11: 2, 12: 3, 13: 4, 14: 255, 15: 255, 16: 255, 17: 5, 18: 255, 19: 6, 20: 7, 21: 8,
+    22: 9, 23: 10, 24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 29: 255, 30: 255, 31: 16,
+    32: 17, 33: 18,
+}
+# Train id -> label id, for the Cityscapes test server (predictions must use label ids).
+CITYSCAPES_TRAINID_TO_ID = {t: i for i, t in CITYSCAPES_ID_TO_TRAINID.items() if t != 255}
+
+
+def lookup_table(mapping, default=255):
+    """Return a 256-entry uint8 table applying ``mapping`` ({value: value}) to uint8 images."""
+    lut = np.full(256, default, dtype=np.uint8)
+    for src, dst in mapping.items():
+        lut[src] = dst
+    return lut
+
+
+CITYSCAPES_ID_LUT = lookup_table(CITYSCAPES_ID_TO_TRAINID)
+CITYSCAPES_TRAINID_LUT = lookup_table(CITYSCAPES_TRAINID_TO_ID, default=0)
 
 DATASETS = {
     'cityscapes': (CITYSCAPES_CLASSES, CITYSCAPES_PALETTE),
