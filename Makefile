@@ -1,13 +1,14 @@
 # liteseg_ros developer entry points.
 #
 #   make venv   create/refresh .venv (idempotent; a stamp file makes re-runs instant)
-#   make demo   segment a generated street scene, write PNGs to ./demo_output/
+#   make demo   run the ROS 2 node on a generated image sequence, write PNGs to ./demo_output/
 #   make test   run the test suite (pytest) in .venv
 #   make lint   run only the linters (ament_flake8, ament_pep257, copyright)
 #   make clean  remove build outputs (keeps .venv); `make distclean` removes .venv too
 #
 # Variables: PYTHON (interpreter used to create the venv, default python3), VENV (default
-# .venv), PYTEST_ARGS (extra pytest arguments), DEMO_ARGS (extra `liteseg demo` arguments).
+# .venv), PYTEST_ARGS (extra pytest arguments), DEMO_ARGS (extra `liteseg node-demo` arguments,
+# e.g. DEMO_ARGS="--checkpoint pp_liteseg_t.pt --frames 60").
 # With a sourced ROS 2 (ROS_DISTRO set) the pip ROS 2 wheels (requirements-ros.txt) are NOT
 # installed: rclpy and the messages come from the ROS install.
 
@@ -71,6 +72,9 @@ $(STAMP): requirements.txt requirements-ros.txt requirements-dev.txt setup.py se
 	@mkdir -p $(VENV)/share/ament_index/resource_index/packages $(VENV)/share/liteseg_ros
 	@cp resource/liteseg_ros $(VENV)/share/ament_index/resource_index/packages/liteseg_ros
 	@for f in package.xml launch config; do ln -sfn "$(CURDIR)/$$f" "$(VENV)/share/liteseg_ros/$$f"; done
+	@# ros2 run / ros2 launch look for executables in <prefix>/lib/<package>/.
+	@mkdir -p $(VENV)/lib/liteseg_ros
+	@ln -sfn ../../bin/segment_node $(VENV)/lib/liteseg_ros/segment_node
 	@rm -f $(VENV)/.liteseg-stamp-*
 	@touch $@
 	@echo "$(VENV) is ready ($(if $(REQ_ROS),pip ROS 2 wheels,ROS 2 from $(ROS_DISTRO)))."
@@ -79,7 +83,7 @@ test: venv
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 demo: venv
-	$(VENV)/bin/liteseg demo $(DEMO_ARGS)
+	$(VENV)/bin/liteseg node-demo $(DEMO_ARGS)
 
 lint: venv
 	$(VPY) -m pytest -m linter $(PYTEST_ARGS)

@@ -55,7 +55,7 @@ setup(
     entry_points={
         'console_scripts': [
             'liteseg = liteseg_ros.cli:main',
-            # The ROS executable segment_node is added here together with the node.
+            'segment_node = liteseg_ros.ros.segment_node:main',
         ],
     },
 )

@@ -19,8 +19,17 @@ Subcommands:
 
 - ``liteseg demo [--checkpoint CKPT.pt] [--output DIR] [--variant t|b]``: segment a generated
   street scene and write ``input.png``, ``mask_color.png`` and ``overlay.png``.
+- ``liteseg node-demo [--checkpoint MODEL] [--output DIR] [--frames N] [--rate HZ] ...``: run
+  the ROS 2 ``segment_node`` as a subprocess, publish a generated image sequence to it over
+  DDS, print rates and latency and write the colour masks and overlays it received
+  (``make demo``; see ``liteseg_ros.ros.node_demo``).
 - ``liteseg bench MODEL [--backend ...] [--frame-size WxH] [--json OUT]``: per-stage latency
   and FPS of a model (see ``liteseg_ros.inference.bench``).
+- ``liteseg bag-eval BAG --image-topic T [--label-topic L] --model M [--output DIR]``: accuracy
+  and latency on a recorded rosbag2, output bag, contact sheet; ``--live`` replays it against
+  a running node (see ``liteseg_ros.ros.bag_eval`` and ``docs/bag_eval.md``).
+- ``liteseg dataset-to-bag OUT --dataset cityscapes|camvid|folder ...``: a dataset split as a
+  rosbag2 with an image and a label topic (see ``liteseg_ros.ros.dataset_to_bag``).
 
 Heavy imports (torch, ONNX Runtime) happen inside the subcommands, so ``liteseg --help`` is quick.
 """
@@ -28,10 +37,12 @@ Heavy imports (torch, ONNX Runtime) happen inside the subcommands, so ``liteseg 
 import argparse
 import logging
 from pathlib import Path
+import subprocess
 import sys
 import tempfile
 
 from liteseg_ros.inference import bench as inference_bench
+from liteseg_ros.ros import bag_eval, dataset_to_bag
 
 LOG = logging.getLogger('liteseg')
 
@@ -63,13 +74,87 @@ def build_parser():
                       help='model variant when no checkpoint is given (default: t)')
     demo.set_defaults(func=run_demo)
 
+    node_demo = sub.add_parser(
+        'node-demo', help='run the ROS 2 segmentation node on a generated image sequence',
+        description='Start segment_node as a subprocess, publish a generated street scene '
+                    'sequence to it over ROS 2, receive its mask, colour and overlay outputs, '
+                    'print rates and latency, and write the first frames it received as PNGs.')
+    node_demo.add_argument('--checkpoint', type=Path, default=None, metavar='MODEL',
+                           help='model: a liteseg checkpoint (.pt, e.g. converted PaddleSeg '
+                                'weights), ONNX model or TensorRT engine; without it the model '
+                                'has random weights and the masks are meaningless')
+    node_demo.add_argument('--variant', choices=('t', 'b'), default='t',
+                           help='model variant when no checkpoint is given (default: t)')
+    node_demo.add_argument('--output', type=Path, default=Path('demo_output'), metavar='DIR',
+                           help='output folder (default: ./demo_output)')
+    node_demo.add_argument('--frames', type=_positive_int, default=30,
+                           help='frames to publish (default: 30)')
+    node_demo.add_argument('--rate', type=_positive_float, default=5.0, metavar='HZ',
+                           help='publishing rate (default: 5 Hz)')
+    node_demo.add_argument('--size', type=_size, default=(DEMO_WIDTH, DEMO_HEIGHT),
+                           metavar='WxH', help='frame size (default: %dx%d)'
+                           % (DEMO_WIDTH, DEMO_HEIGHT))
+    node_demo.add_argument('--backend', choices=('auto', 'onnxruntime', 'torch'),
+                           default='onnxruntime',
+                           help='node backend; a .pt checkpoint is exported to ONNX for '
+                                'onnxruntime (default), torch runs it as is')
+    node_demo.add_argument('--threads', type=int, default=0,
+                           help='inference threads of the node (default: backend default)')
+    node_demo.add_argument('--keep', type=_positive_int, default=3,
+                           help='received frames to write as PNGs (default: 3)')
+    node_demo.add_argument('--timeout', type=_positive_float, default=180.0, metavar='S',
+                           help='seconds to wait for the node to start (default: 180)')
+    node_demo.set_defaults(func=run_node_demo)
+
     bench = sub.add_parser(
         'bench', help='time a model: per-stage latency and FPS',
         description='Time preprocess, inference and postprocess of a model on generated '
                     'frames, and the network alone, and print a table.')
     inference_bench.add_arguments(bench)
     bench.set_defaults(func=inference_bench.run)
+
+    bag = sub.add_parser(
+        'bag-eval', help='evaluate on a recorded rosbag2: accuracy, latency, output bag',
+        description='Run the segmenter on the image topics of a rosbag2 (MCAP or sqlite3) and '
+                    'report frames, FPS, per-stage latency and, with label topics, per-class '
+                    'IoU, mIoU and pixel accuracy; write DIR/summary.json, DIR/bag, '
+                    'DIR/contact_sheet.png and DIR/confusion_matrix.png. --live replays the '
+                    'bag against a running segment_node instead.')
+    bag_eval.add_arguments(bag)
+    bag.set_defaults(func=bag_eval.run)
+
+    to_bag = sub.add_parser(
+        'dataset-to-bag', help='write a dataset split as a rosbag2 (image + label topics)',
+        description='Write a Cityscapes or CamVid split, or a folder of images and label PNGs, '
+                    'as a rosbag2 with an image topic and a mono8 label topic at a fixed rate.')
+    dataset_to_bag.add_arguments(to_bag)
+    to_bag.set_defaults(func=dataset_to_bag.run)
     return parser
+
+
+def _positive_int(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError('expected a positive integer, got %s' % text)
+    return value
+
+
+def _positive_float(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError('expected a positive number, got %s' % text)
+    return value
+
+
+def _size(text):
+    try:
+        width, height = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected WIDTHxHEIGHT, e.g. 1024x512, got %r'
+                                         % text) from None
+    if width < 16 or height < 16:
+        raise argparse.ArgumentTypeError('width and height must be >= 16, got %r' % text)
+    return width, height
 
 
 def _demo_checkpoint(checkpoint, variant, scratch):
@@ -135,6 +220,41 @@ def run_demo(args):
     if random_weights:
         print('(random weights: the masks are meaningless, see the warning above)')
     return 0
+
+
+def _node_demo_model(args, scratch):
+    """Return (model file for the node, backend, True if the weights are random)."""
+    if args.checkpoint is not None and not Path(args.checkpoint).is_file():
+        raise OSError('%s: no such model file (give a liteseg checkpoint .pt, an ONNX model '
+                      'or a TensorRT engine)' % args.checkpoint)
+    checkpoint, random_weights = _demo_checkpoint(args.checkpoint, args.variant, scratch)
+    if Path(checkpoint).suffix.lower() != '.pt':
+        return checkpoint, 'auto', random_weights  # ONNX or engine: backend by file type
+    if args.backend != 'onnxruntime':
+        return checkpoint, 'torch', random_weights
+    # ONNX Runtime is several times faster than PyTorch on a CPU: export once, here.
+    onnx_path = Path(scratch) / (Path(checkpoint).stem + '.onnx')
+    print('Exporting %s to ONNX for the node (python -m training.export) ...' % checkpoint,
+          flush=True)
+    result = subprocess.run(
+        [sys.executable, '-m', 'training.export', str(checkpoint), '--onnx', str(onnx_path),
+         '--no-check'], capture_output=True, text=True)
+    if result.returncode != 0 or not onnx_path.is_file():
+        LOG.warning('ONNX export failed, the node runs the checkpoint with PyTorch instead '
+                    '(slower, same masks up to rounding): %s',
+                    (result.stderr or result.stdout).strip().splitlines()[-1:])
+        return checkpoint, 'torch', random_weights
+    return onnx_path, 'onnxruntime', random_weights
+
+
+def run_node_demo(args):
+    """Run ``liteseg node-demo``; return the process exit code."""
+    from liteseg_ros.ros import node_demo
+
+    with tempfile.TemporaryDirectory(prefix='liteseg_node_demo_') as scratch:
+        model, backend, random_weights = _node_demo_model(args, scratch)
+        args.backend = backend
+        return node_demo.run(model, args, random_weights)
 
 
 def main(argv=None):

@@ -36,7 +36,7 @@ def drivable_lut(class_names, drivable):
     for name in drivable:
         if name.lower() not in lower:
             allowed = ', '.join(repr(n) for n in class_names)
-            raise ValueError(f'drivable class {name!r} is not a class of this model; allowed '
+            raise ValueError(f'{name!r} is not a class of this model; allowed '
                              f'values (any case): {allowed}')
         ids.append(lower.index(name.lower()))
     lut = np.zeros(256, np.uint8)

@@ -12,8 +12,9 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Pictures of results: palette colouring and image/mask overlays (numpy only)."""
+"""Pictures of results: palette colouring and image/mask overlays."""
 
+import cv2
 import numpy as np
 
 
@@ -28,5 +29,5 @@ def colorize(mask, palette):
 
 def overlay(image, color, alpha=0.5):
     """Blend RGB ``color`` over RGB ``image``: (1 - alpha) * image + alpha * color, rounded."""
-    blend = (1.0 - alpha) * image.astype(np.float32) + alpha * color.astype(np.float32)
-    return np.clip(np.rint(blend), 0, 255).astype(np.uint8)
+    return cv2.addWeighted(np.ascontiguousarray(image), 1.0 - alpha,
+                           np.ascontiguousarray(color), alpha, 0.0)
