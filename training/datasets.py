@@ -37,17 +37,14 @@ from pathlib import Path
 
 import cv2
 from liteseg_ros.classes import (CAMVID_CLASSES, CAMVID_PALETTE, CITYSCAPES_CLASSES,
-                                 CITYSCAPES_ID_LUT, CITYSCAPES_PALETTE, generic_palette)
+                                 CITYSCAPES_PALETTE, generic_palette)
+from liteseg_ros.dataset_files import (camvid_files, cityscapes_files, cityscapes_label_lut,
+                                       DatasetError, folder_files)
 import numpy as np
 from PIL import Image
 import torch
 
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 MAX_LISTED = 5
-
-
-class DatasetError(ValueError):
-    """A dataset that cannot be used: missing, unreadable or inconsistent files, named."""
 
 
 def read_image(path):
@@ -186,31 +183,13 @@ class CityscapesDataset(SegmentationDataset):
         """Find the images of ``split`` and their labels."""
         self.root = Path(root)
         self.split = split
-        image_dir = self.root / 'leftImg8bit' / split
-        images = sorted(image_dir.glob('*/*_leftImg8bit.png'))
-        if not images:
-            raise DatasetError(f'{image_dir}: no */*_leftImg8bit.png images (Cityscapes layout '
-                               f'expected under dataset root {self.root})')
-        samples = []
-        for image in images:
-            stem = image.name[:-len('_leftImg8bit.png')]
-            label_dir = self.root / 'gtFine' / split / image.parent.name
-            train_ids = label_dir / f'{stem}_gtFine_labelTrainIds.png'
-            label_ids = label_dir / f'{stem}_gtFine_labelIds.png'
-            if train_ids.is_file():
-                samples.append((image, train_ids))
-            elif label_ids.is_file() or require_labels:
-                samples.append((image, label_ids))
-            else:
-                samples.append((image, None))
+        samples = cityscapes_files(self.root, split, require_labels)
         super().__init__(samples, transforms, CITYSCAPES_CLASSES, CITYSCAPES_PALETTE,
                          seed=seed, name=f'Cityscapes {split} ({self.root})')
 
     def label_lut(self, label_path):
         """Map label ids to train ids unless the file already holds train ids."""
-        if str(label_path).endswith('_labelTrainIds.png'):
-            return None
-        return CITYSCAPES_ID_LUT
+        return cityscapes_label_lut(label_path)
 
     def sample_id(self, index):
         """Return ``<city>_<seq>_<frame>`` of sample ``index``."""
@@ -228,21 +207,8 @@ class CamVidDataset(SegmentationDataset):
     def __init__(self, root, list_file, transforms, require_labels=True, seed=0):
         """Read the list file; raise naming it and the line for malformed lines."""
         self.root = Path(root)
-        list_path = Path(list_file)
-        if not list_path.is_absolute():
-            list_path = self.root / list_path
-        if not list_path.is_file():
-            raise DatasetError(f'{list_path}: no such CamVid list file')
-        samples = []
-        for number, line in enumerate(list_path.read_text().splitlines(), 1):
-            items = line.split()
-            if not items:
-                continue
-            if len(items) > 2 or (len(items) == 1 and require_labels):
-                raise DatasetError(f'{list_path}:{number}: expected "image_path label_path", '
-                                   f'found {line!r}')
-            label = self.root / items[1] if len(items) == 2 else None
-            samples.append((self.root / items[0], label))
+        samples = camvid_files(self.root, list_file, require_labels)
+        list_path = Path(list_file) if Path(list_file).is_absolute() else self.root / list_file
         self.list_path = list_path
         super().__init__(samples, transforms, CAMVID_CLASSES, CAMVID_PALETTE, seed=seed,
                          name=f'CamVid {list_path}')
@@ -258,25 +224,7 @@ class FolderDataset(SegmentationDataset):
     def __init__(self, images_dir, labels_dir, class_names, transforms, palette=None,
                  ignore_index=255, require_labels=True, seed=0):
         """Pair every image with its label; raise listing images without one."""
-        images_dir, labels_dir = Path(images_dir), Path(labels_dir)
-        if not images_dir.is_dir():
-            raise DatasetError(f'{images_dir}: no such image folder')
-        images = sorted(p for p in images_dir.rglob('*')
-                        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        if not images:
-            raise DatasetError(f'{images_dir}: no images ({", ".join(IMAGE_SUFFIXES)})')
-        seen = {}
-        samples = []
-        for image in images:
-            key = image.relative_to(images_dir).with_suffix('')
-            if key in seen:
-                raise DatasetError(f'{image} and {seen[key]} have the same name; labels are '
-                                   'matched by file name without extension')
-            seen[key] = image
-            label = labels_dir / key.with_suffix('.png')
-            if not label.is_file() and not require_labels:
-                label = None
-            samples.append((image, label))
+        samples = folder_files(images_dir, labels_dir, require_labels)
         super().__init__(samples, transforms, class_names, palette, ignore_index, seed=seed,
                          name=f'image folder {images_dir} (labels {labels_dir})')
 

@@ -39,84 +39,33 @@ import shutil
 import time
 
 import cv2
-from liteseg_ros.classes import CITYSCAPES_ID_LUT
+from liteseg_ros.dataset_files import (camvid_files, cityscapes_files, cityscapes_label_lut,
+                                       DatasetError, folder_files)
 from liteseg_ros.ros.bags import (BagError, BagWriter, compressed_message, header,
                                   image_message, STORAGES)
 import numpy as np
 
 ENCODINGS = ('rgb8', 'bgr8', 'jpeg')
 DATASETS = ('cityscapes', 'camvid', 'folder')
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 JPEG_FORMAT = 'rgb8; jpeg compressed bgr8'
-
-
-class DatasetError(ValueError):
-    """A dataset that cannot be converted; the text names the file or folder."""
 
 
 def cityscapes_samples(root, split):
     """Return [(image, label or None, lut or None)] of a Cityscapes split, sorted."""
-    root = Path(root)
-    image_dir = root / 'leftImg8bit' / split
-    images = sorted(image_dir.glob('*/*_leftImg8bit.png'))
-    if not images:
-        raise DatasetError(f'{image_dir}: no */*_leftImg8bit.png images (Cityscapes layout '
-                           f'expected under {root})')
-    samples = []
-    for image in images:
-        stem = image.name[:-len('_leftImg8bit.png')]
-        label_dir = root / 'gtFine' / split / image.parent.name
-        train_ids = label_dir / f'{stem}_gtFine_labelTrainIds.png'
-        label_ids = label_dir / f'{stem}_gtFine_labelIds.png'
-        if train_ids.is_file():
-            samples.append((image, train_ids, None))
-        elif label_ids.is_file():
-            samples.append((image, label_ids, CITYSCAPES_ID_LUT))
-        else:
-            samples.append((image, None, None))
-    return samples
+    return [(image, label, None if label is None else cityscapes_label_lut(label))
+            for image, label in cityscapes_files(root, split, require_labels=False)]
 
 
 def camvid_samples(root, list_file):
     """Return [(image, label or None, None)] from a PaddleSeg CamVid list file."""
-    root = Path(root)
-    path = Path(list_file)
-    if not path.is_absolute() and not path.is_file():
-        path = root / path
-    if not path.is_file():
-        raise DatasetError(f'{path}: no such CamVid list file (lines "image_rel label_rel" '
-                           f'relative to {root})')
-    samples = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        items = line.split()
-        if not items:
-            continue
-        if len(items) > 2:
-            raise DatasetError(f'{path}:{number}: expected "image_path [label_path]", found '
-                               f'{line!r}')
-        samples.append((root / items[0], root / items[1] if len(items) == 2 else None, None))
-    if not samples:
-        raise DatasetError(f'{path}: the list file is empty')
-    return samples
+    return [(image, label, None)
+            for image, label in camvid_files(root, list_file, require_labels=False)]
 
 
 def folder_samples(images_dir, labels_dir=None):
     """Return [(image, label or None, None)]: ``images/a/b.jpg`` pairs ``labels/a/b.png``."""
-    images_dir = Path(images_dir)
-    if not images_dir.is_dir():
-        raise DatasetError(f'{images_dir}: no such image folder')
-    images = sorted(p for p in images_dir.rglob('*')
-                    if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not images:
-        raise DatasetError(f'{images_dir}: no images ({", ".join(IMAGE_SUFFIXES)})')
-    samples = []
-    for image in images:
-        label = None
-        if labels_dir is not None:
-            candidate = Path(labels_dir) / image.relative_to(images_dir).with_suffix('.png')
-            label = candidate if candidate.is_file() else None
-        samples.append((image, label, None))
-    return samples
+    return [(image, label, None)
+            for image, label in folder_files(images_dir, labels_dir, require_labels=False)]
 
 
 def _check_files(samples):

@@ -1,0 +1,118 @@
+# Copyright 2026 The liteseg_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Where the files of a segmentation dataset are: Cityscapes, CamVid (PaddleSeg lists), folders.
+
+Pure pathlib, no image reading and no torch: training's datasets and ``liteseg dataset-to-bag``
+list their (image, label) pairs here.
+"""
+
+from pathlib import Path
+
+from liteseg_ros.classes import CITYSCAPES_ID_LUT
+
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used; the message names the file or folder."""
+
+
+def cityscapes_files(root, split, require_labels=True):
+    """
+    Return sorted [(image, label)] of a Cityscapes split (leftImg8bit + gtFine).
+
+    The label is ``*_gtFine_labelTrainIds.png`` when present, else ``*_gtFine_labelIds.png``
+    (see ``cityscapes_label_lut``); with ``require_labels=False`` an image without either gets
+    None.
+    """
+    root = Path(root)
+    image_dir = root / 'leftImg8bit' / split
+    images = sorted(image_dir.glob('*/*_leftImg8bit.png'))
+    if not images:
+        raise DatasetError(f'{image_dir}: no */*_leftImg8bit.png images (Cityscapes layout '
+                           f'expected under dataset root {root})')
+    files = []
+    for image in images:
+        stem = image.name[:-len('_leftImg8bit.png')]
+        label_dir = root / 'gtFine' / split / image.parent.name
+        train_ids = label_dir / f'{stem}_gtFine_labelTrainIds.png'
+        label_ids = label_dir / f'{stem}_gtFine_labelIds.png'
+        if train_ids.is_file():
+            files.append((image, train_ids))
+        elif label_ids.is_file() or require_labels:
+            files.append((image, label_ids))
+        else:
+            files.append((image, None))
+    return files
+
+
+def cityscapes_label_lut(label_path):
+    """Return the label-id -> train-id table for a labelIds PNG, None for a labelTrainIds one."""
+    return None if str(label_path).endswith('_labelTrainIds.png') else CITYSCAPES_ID_LUT
+
+
+def camvid_files(root, list_file, require_labels=True):
+    """Return [(image, label)] of a PaddleSeg list file (``image_rel label_rel`` per line)."""
+    root = Path(root)
+    list_path = Path(list_file)
+    if not list_path.is_absolute():
+        list_path = root / list_path
+    if not list_path.is_file():
+        raise DatasetError(f'{list_path}: no such CamVid list file (lines "image_rel '
+                           f'label_rel" relative to {root})')
+    files = []
+    for number, line in enumerate(list_path.read_text().splitlines(), 1):
+        items = line.split()
+        if not items:
+            continue
+        if len(items) > 2 or (len(items) == 1 and require_labels):
+            raise DatasetError(f'{list_path}:{number}: expected "image_path label_path", '
+                               f'found {line!r}')
+        files.append((root / items[0], root / items[1] if len(items) == 2 else None))
+    if not files:
+        raise DatasetError(f'{list_path}: the list file is empty')
+    return files
+
+
+def folder_files(images_dir, labels_dir=None, require_labels=True):
+    """
+    Return [(image, label)]: ``images_dir/a/b.jpg`` pairs with ``labels_dir/a/b.png``.
+
+    Sub-folders are searched; labels are matched by name without extension, so two images that
+    differ only in extension are refused. Without ``labels_dir`` every label is None.
+    """
+    images_dir = Path(images_dir)
+    if not images_dir.is_dir():
+        raise DatasetError(f'{images_dir}: no such image folder')
+    images = sorted(p for p in images_dir.rglob('*')
+                    if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not images:
+        raise DatasetError(f'{images_dir}: no images ({", ".join(IMAGE_SUFFIXES)})')
+    seen = {}
+    files = []
+    for image in images:
+        key = image.relative_to(images_dir).with_suffix('')
+        if key in seen:
+            raise DatasetError(f'{image} and {seen[key]} have the same name; labels are '
+                               'matched by file name without extension')
+        seen[key] = image
+        label = None
+        if labels_dir is not None:
+            label = Path(labels_dir) / key.with_suffix('.png')
+            if not label.is_file() and not require_labels:
+                label = None
+        files.append((image, label))
+    return files
