@@ -270,3 +270,21 @@ def test_pdparams_pickle_format(paddle_cases):
     assert info['only_allowed_globals'], info['globals']
     assert info['dtypes'] == ['float32'] and info['value_types'] == ['ndarray']
     assert info['extra_keys'] == ['StructuredToParameterName@@']
+
+
+@pytest.mark.parametrize('case', [CASE_IDS[0], CASE_IDS[2]])
+def test_onnxruntime_agrees_with_pytorch_on_converted_weights(paddle_cases, case):
+    """ONNX Runtime vs PyTorch fp32 argmax on a street scene, with converted PaddleSeg weights."""
+    from liteseg_ros.inference import Segmenter
+    from liteseg_ros.sample_images import make_street_scene
+    from training.export import export_onnx
+
+    checkpoint = _convert(paddle_cases[case])
+    onnx_path = checkpoint.with_suffix('.onnx')
+    export_onnx(checkpoint, onnx_path)
+    frame = make_street_scene(1024, 2048, seed=3)
+    torch_mask = Segmenter.from_file(checkpoint).segment(frame).mask
+    ort_mask = Segmenter.from_file(onnx_path).segment(frame).mask
+    agreement = float((torch_mask == ort_mask).mean())
+    print(f'{case}: ONNX Runtime vs PyTorch argmax agreement {100 * agreement:.4f} %')
+    assert agreement >= 0.9999
