@@ -48,7 +48,8 @@ import time
 import torch
 from training.config import load_config
 from training.schedule import build_optimizer, build_scheduler
-from training.train import IterationSampler, make_criterion, make_datasets, make_model, seed_all
+from training.train import (IterationSampler, make_criterion, make_datasets, make_model, seed_all,
+                            train_step)
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / 'training' / 'configs'
@@ -147,16 +148,8 @@ def main(argv=None):
                                                pin_memory=device.type == 'cuda')
 
         def step(images, labels):
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                                enabled=amp_dtype is not None):
-                logits = model(images)
-            loss = criterion([x.float() for x in logits], labels)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            return loss
+            return train_step(model, criterion, optimizer, scheduler, scaler, images, labels,
+                              amp_dtype)
 
         def to_device(images, labels):
             images = images.to(device, non_blocking=True)

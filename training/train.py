@@ -571,6 +571,24 @@ def make_criterion(config):
     return build_loss(config)
 
 
+def train_step(model, criterion, optimizer, scheduler, scaler, images, labels, amp_dtype):
+    """
+    Run one optimisation step on a batch already on the device; return the loss tensor.
+
+    The forward runs under autocast when ``amp_dtype`` is set; the loss is computed in fp32.
+    """
+    with torch.autocast(images.device.type, dtype=amp_dtype or torch.float32,
+                        enabled=amp_dtype is not None):
+        logits = model(images)
+    loss = criterion([x.float() for x in logits], labels)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    return loss
+
+
 def make_datasets(config, with_val=True):
     """Return (train, val or None) datasets of the config."""
     from training.datasets import build_dataset
@@ -779,15 +797,8 @@ def _train(config, ctx, output_dir, resume, deterministic, progress, stop_at, in
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         lr = optimizer.param_groups[0]['lr']
-        with torch.autocast(ctx.device.type, dtype=amp_dtype or torch.float32,
-                            enabled=amp_dtype is not None):
-            logits = ddp_model(images)
-        loss = criterion([x.float() for x in logits], labels)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
+        loss = train_step(ddp_model, criterion, optimizer, scheduler, scaler, images, labels,
+                          amp_dtype)
         iteration += 1
         window['loss'] += loss.detach()
         window['n'] += 1
