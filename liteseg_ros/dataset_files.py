@@ -15,8 +15,8 @@
 """
 Where the files of a segmentation dataset are: Cityscapes, CamVid (PaddleSeg lists), folders.
 
-Pure pathlib, no image reading and no torch: training's datasets and ``liteseg dataset-to-bag``
-list their (image, label) pairs here.
+No torch: training's datasets and ``liteseg dataset-to-bag`` list their (image, label) pairs
+and read their label PNGs here.
 """
 
 from pathlib import Path
@@ -116,3 +116,24 @@ def folder_files(images_dir, labels_dir=None, require_labels=True):
                 label = None
         files.append((image, label))
     return files
+
+
+def read_label(path):
+    """
+    Return the HxW label array at ``path`` as PIL decodes it; raise naming the file.
+
+    PIL (not OpenCV) so that palette PNGs give their indices, not colours.
+    """
+    import numpy as np
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            label = np.asarray(im)
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f'{path}: cannot read label ({exc})') from exc
+    if label.ndim != 2:
+        raise DatasetError(f'{path}: a label must be a single-channel image of class ids, '
+                           f'found shape {label.shape} (a colour-coded label must be converted '
+                           'to ids first)')
+    return label

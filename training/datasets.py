@@ -39,9 +39,8 @@ import cv2
 from liteseg_ros.classes import (CAMVID_CLASSES, CAMVID_PALETTE, CITYSCAPES_CLASSES,
                                  CITYSCAPES_PALETTE, generic_palette)
 from liteseg_ros.dataset_files import (camvid_files, cityscapes_files, cityscapes_label_lut,
-                                       DatasetError, folder_files)
+                                       DatasetError, folder_files, read_label)
 import numpy as np
-from PIL import Image
 import torch
 
 MAX_LISTED = 5
@@ -54,20 +53,6 @@ def read_image(path):
         reason = 'no such file' if not Path(path).is_file() else 'not a readable image'
         raise DatasetError(f'{path}: cannot read image ({reason})')
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def read_label(path):
-    """Return the HxW label array at ``path`` as PIL decodes it; raise naming the file."""
-    try:
-        with Image.open(path) as im:
-            label = np.asarray(im)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f'{path}: cannot read label ({exc})') from exc
-    if label.ndim != 2:
-        raise DatasetError(f'{path}: a label must be a single-channel image of class ids, '
-                           f'found shape {label.shape} (a colour-coded label must be converted '
-                           'to ids first)')
-    return label
 
 
 def _check_exist(paths, what):

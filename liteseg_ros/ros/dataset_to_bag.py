@@ -40,7 +40,7 @@ import time
 
 import cv2
 from liteseg_ros.dataset_files import (camvid_files, cityscapes_files, cityscapes_label_lut,
-                                       DatasetError, folder_files)
+                                       DatasetError, folder_files, read_label)
 from liteseg_ros.ros.bags import (BagError, BagWriter, compressed_message, header,
                                   image_message, STORAGES)
 import numpy as np
@@ -77,18 +77,9 @@ def _check_files(samples):
                            f'{", ".join(missing[:5])}{more}')
 
 
-def read_label(path, lut=None):
-    """Return the HxW uint8 class ids of a label PNG (PIL: palette PNGs give indices)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            label = np.asarray(im)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f'{path}: cannot read label ({exc})') from None
-    if label.ndim != 2:
-        raise DatasetError(f'{path}: a label must be a single-channel image of class ids, '
-                           f'found shape {label.shape}')
+def read_mono8_label(path, lut=None):
+    """Return the HxW uint8 class ids of a label PNG, mapped through ``lut`` when given."""
+    label = read_label(path)
     if label.dtype != np.uint8:
         if label.size and int(label.max()) > 255:
             raise DatasetError(f'{path}: label values up to {int(label.max())} do not fit '
@@ -153,7 +144,7 @@ def dataset_to_bag(samples, out, rate=10.0, encoding='rgb8', storage='mcap',
                     msg = image_message(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), 'rgb8', msg_header)
             writer.write(topic, stamp, msg)
             if label_path is not None:
-                label = read_label(label_path, lut)
+                label = read_mono8_label(label_path, lut)
                 if label.shape != tuple(size):
                     raise DatasetError(f'{label_path}: label size {label.shape[1]}x'
                                        f'{label.shape[0]} differs from its image {image_path} '
