@@ -149,13 +149,8 @@ def test_multi_head_loss_sums_weighted_heads():
 
 @pytest.mark.paddle
 def test_ohem_matches_paddleseg(tmp_path):
-    try:
+    with paddle_env.required_in_ci():
         python = paddle_env.ensure_paddle_venv()
-    except paddle_env.PaddleEnvError as exc:
-        message = f'PaddleSeg reference unavailable: {exc}'
-        if os.environ.get('CI'):
-            pytest.fail(message)
-        pytest.skip(message)
     cases = []
     for name in sorted(OHEM_CASES):
         logits, label, thresh, min_kept = _ohem_inputs(name)

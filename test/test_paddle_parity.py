@@ -39,7 +39,6 @@ elsewhere, with the reason.
 import copy
 import functools
 import json
-import os
 from pathlib import Path
 import subprocess
 import sys
@@ -69,13 +68,8 @@ ARGMAX_MIN_AGREEMENT = 0.9999
 @pytest.fixture(scope='session')
 def paddle_cases(_work_dir):
     """Make (or reuse) the PaddleSeg reference outputs of every case: {case id: dir}."""
-    try:
+    with paddle_env.required_in_ci():
         paths = paddle_env.make_reference(cases=CASES, seed=SEED)
-    except paddle_env.PaddleEnvError as exc:
-        message = f'PaddleSeg reference unavailable: {exc}'
-        if os.environ.get('CI'):
-            pytest.fail(message)
-        pytest.skip(message)
     return dict(zip(CASE_IDS, paths))
 
 

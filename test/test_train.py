@@ -178,12 +178,8 @@ def test_schedule_and_momentum_l2_equal_paddle(tmp_path):
     """Paddle's LinearWarmup(PolynomialDecay) and Momentum(weight_decay) equal ours."""
     sys.path.insert(0, str(REPO / 'test'))
     from paddle_reference import env as paddle_env
-    try:
+    with paddle_env.required_in_ci():
         python = paddle_env.ensure_paddle_venv()
-    except paddle_env.PaddleEnvError as exc:
-        if os.environ.get('CI'):
-            pytest.fail(f'PaddleSeg reference unavailable: {exc}')
-        pytest.skip(f'PaddleSeg reference unavailable: {exc}')
     rng = np.random.default_rng(0)
     w0 = rng.standard_normal((4, 3)).astype(np.float32)
     b0 = rng.standard_normal(3).astype(np.float32)

@@ -22,7 +22,6 @@ also checks that we ask for the same kind of draw with the same arguments, in th
 and compares the outputs.
 """
 
-import os
 from pathlib import Path
 import sys
 
@@ -174,13 +173,8 @@ def reference_images(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def paddle_transforms(reference_images, tmp_path_factory):
-    try:
+    with paddle_env.required_in_ci():
         python = paddle_env.ensure_paddle_venv()
-    except paddle_env.PaddleEnvError as exc:
-        message = f'PaddleSeg reference unavailable: {exc}'
-        if os.environ.get('CI'):
-            pytest.fail(message)
-        pytest.skip(message)
     cases = []
     for name, (spec, image, seeds, _) in PIPELINES.items():
         for seed in seeds:
