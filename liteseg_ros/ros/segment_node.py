@@ -313,14 +313,6 @@ def _share_the_cpu(backend):
         options.add_session_config_entry('session.inter_op.allow_spinning', '0')
 
 
-def colorize_lut(palette):
-    """Return per-channel 256-entry LUTs of ``palette`` (for cv2.LUT colouring)."""
-    palette = np.asarray(palette, np.uint8).reshape(-1, 3)
-    luts = np.zeros((3, 256), np.uint8)
-    luts[:, :len(palette)] = palette.T
-    return [np.ascontiguousarray(lut) for lut in luts]
-
-
 def _percentile(values, q):
     return float(np.percentile(np.fromiter(values, float), q)) if values else float('nan')
 
@@ -510,7 +502,6 @@ class SegmentNode(LifecycleNode):
                                                             settings.drivable_classes)
         except ValueError as exc:
             raise ParameterError(f"parameter 'drivable_classes': {exc}") from None
-        self._color_luts = colorize_lut(segmenter.palette)
         self._segmenter = segmenter
         self._segmenter_confidence = Segmenter(backend, settings.upsample, confidence=True)
         self._confidence_error = None
@@ -776,7 +767,7 @@ class SegmentNode(LifecycleNode):
         if 'mask/compressed' in wanted:
             pubs['mask/compressed'].publish(png_message(mask, header))
         if 'color' in wanted or 'overlay' in wanted:
-            color = cv2.merge([cv2.LUT(mask, lut) for lut in self._color_luts])
+            color = self._segmenter.colorize(mask)
             if 'color' in wanted:
                 pubs['color'].publish(rgb8_message(color, header))
             if 'overlay' in wanted:
