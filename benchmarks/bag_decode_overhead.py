@@ -18,7 +18,7 @@ Cost of reading and decoding a bag in ``liteseg bag-eval``, at 1920x1080.
 For each encoding (rgb8, bgr8, jpeg by default) this writes a bag of generated 1920x1080
 street scenes, then times, alternately and ``--repeats`` times each:
 
-- ``bag``: ``bag_eval.evaluate_bag`` on the bag (open, read, deserialise, decode, segment;
+- ``bag``: ``bags.evaluation.evaluate_bag`` on the bag (open, read, deserialise, decode, segment;
   no output bag, no contact sheet: the evaluation itself);
 - ``memory``: the same ``Segmenter`` calls on the same frames already decoded in memory.
 
@@ -47,10 +47,10 @@ import tempfile
 import time
 
 import cv2
+from liteseg_ros.bags.evaluation import evaluate_bag
+from liteseg_ros.bags.rosbag import BagWriter, compressed_message, header, image_message
 from liteseg_ros.inference import Segmenter
 from liteseg_ros.inference.bench import machine_description
-from liteseg_ros.ros import bag_eval
-from liteseg_ros.ros.bags import BagWriter, compressed_message, header, image_message
 from liteseg_ros.sample_images import make_street_scene
 import numpy as np
 
@@ -96,8 +96,8 @@ def write_bag(path, frames, encoding, storage):
 
 def time_bag(bag, topic, segmenter):
     start = time.perf_counter()
-    summary = bag_eval.evaluate_bag(bag, [topic], segmenter, outputs=(), contact_frames=0,
-                                    progress=False, log=lambda *_: None)
+    summary = evaluate_bag(bag, [topic], segmenter, outputs=(), contact_frames=0,
+                           progress=False, log=lambda *_: None)
     return time.perf_counter() - start, summary
 
 

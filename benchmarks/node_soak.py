@@ -21,7 +21,7 @@ computed: mask, PNG mask, colour, overlay, confidence, connected drivable area),
 the node's resident set size (``VmRSS`` of ``/proc/<pid>/status``) once a second.
 
 Reported: RSS after the first minute (the warm-up: allocator pools, ONNX Runtime arenas,
-DDS buffers), at the end, the growth in percent (issue 4 acceptance: within 5 % after 5
+DDS buffers), at the end, the growth in percent (acceptance: within 5 % after 5
 minutes), the maximum, and what the node did (frames segmented, dropped, errors, batches).
 ``--csv`` writes the samples.
 
@@ -36,18 +36,16 @@ Usage::
 """
 
 import argparse
-import os
 from pathlib import Path
-import random
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = Path(__file__).resolve().parents[1]
+from liteseg_ros.ros.node_demo import stop_node
+from node_bench import (default_model, listen_diagnostics, prepare_dds, ros_node, start_node,
+                        wait_until_active, write_params)
+
 CAMERAS = ('soak_front', 'soak_rear')
-OUTPUTS = ('mask', 'mask/compressed', 'color', 'overlay', 'confidence', 'drivable_area')
 
 
 def parse_args(argv=None):
@@ -62,21 +60,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def default_model(scratch):
-    import torch
-
-    from liteseg_ros.model import build_model, save_checkpoint
-    sys.path.insert(0, str(ROOT))
-    from training.export import export_onnx
-
-    torch.manual_seed(0)
-    checkpoint = Path(scratch) / 't.pt'
-    save_checkpoint(checkpoint, build_model('t', 19, dataset='cityscapes',
-                                            input_size=[256, 512]))
-    export_onnx(checkpoint, Path(scratch) / 't.onnx', dynamic_batch=True)
-    return Path(scratch) / 't.onnx'
-
-
 def rss_kib(pid):
     """Return VmRSS of pid in KiB (None when the process is gone)."""
     try:
@@ -89,56 +72,23 @@ def rss_kib(pid):
     return None
 
 
-def node_command():
-    candidate = os.path.join(os.path.dirname(sys.executable), 'segment_node')
-    if os.access(candidate, os.X_OK):
-        return [candidate]
-    return [sys.executable, '-m', 'liteseg_ros.ros.segment_node']
+def soak_params(path, model, threads):
+    """Write the node's params file: both cameras, every output computed."""
+    return write_params(
+        path, model_path=str(model), threads=threads, cameras=list(CAMERAS),
+        # Reliable input: frames of this size survive ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST.
+        qos_reliability='reliable', batch_timeout_ms=20.0,
+        drivable_classes=['road', 'sidewalk'], drivable_mode='connected',
+        diagnostics_period_s=5.0)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    # This process publishes the frames: the node's allocator settings help here too.
-    from liteseg_ros.ros.segment_node import keep_large_buffers_in_heap
-    keep_large_buffers_in_heap()
-    os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
-    os.environ.setdefault('ROS_DOMAIN_ID', str(random.Random(os.getpid()).randint(120, 200)))
-
-    import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
-    from liteseg_ros.ros.image_codecs import rgb8_message
-    from liteseg_ros.sample_images import make_street_scene
-    from rclpy.executors import SingleThreadedExecutor
+def subscribe_outputs(node):
+    """Subscribe to every output of both cameras; return {camera: masks received}."""
+    from liteseg_ros.inference.outputs import output_topic, OUTPUTS
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CompressedImage, Image
 
-    scratch = Path(tempfile.mkdtemp(prefix='node_soak_'))
-    model = args.model or default_model(scratch)
-    params = scratch / 'params.yaml'
-    params.write_text('\n'.join([
-        '/**/segment_node:', '  ros__parameters:',
-        "    model_path: '%s'" % model, '    threads: %d' % args.threads,
-        '    cameras: [%s]' % ', '.join("'%s'" % c for c in CAMERAS),
-        # Reliable input: frames of this size survive ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST.
-        "    qos_reliability: 'reliable'", '    batch_timeout_ms: 20.0',
-        "    drivable_classes: ['road', 'sidewalk']", "    drivable_mode: 'connected'",
-        '    diagnostics_period_s: 5.0']) + '\n')
-    log_path = scratch / 'node.log'
-    process = subprocess.Popen(node_command() + ['--ros-args', '--params-file', str(params)],
-                               stdout=open(log_path, 'w'), stderr=subprocess.STDOUT)
-    rclpy.init()
-    node = rclpy.create_node('node_soak')
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    diagnostics = {}
     counts = {c: 0 for c in CAMERAS}
-
-    def on_diagnostics(msg):
-        for status in msg.status:
-            diagnostics[status.name] = (status.message,
-                                        {kv.key: kv.value for kv in status.values})
-
-    node.create_subscription(DiagnosticArray, '/diagnostics', on_diagnostics, 10)
     qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
     for camera in CAMERAS:
         for output in OUTPUTS:
@@ -147,58 +97,58 @@ def main(argv=None):
             def on_output(msg, camera=camera, output=output):
                 if output == 'mask':
                     counts[camera] += 1
-            node.create_subscription(msg_type, '/%s/segmentation/%s' % (camera, output),
+            node.create_subscription(msg_type, output_topic('/' + camera, output),
                                      on_output, qos)
+    return counts
+
+
+def publish_and_sample(args, node, executor, process, log_path, diagnostics, counts):
+    """Publish frames on both cameras for ``--minutes``; return the RSS samples (s, KiB)."""
+    from liteseg_ros.ros.messages import rgb8_message
+    from liteseg_ros.sample_images import make_street_scene
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
     publishers = {c: node.create_publisher(Image, '/%s/image_raw' % c, qos) for c in CAMERAS}
     frames = [rgb8_message(make_street_scene(args.height, args.width, seed=s))
               for s in range(6)]
+    wait_until_active(executor, process, diagnostics,
+                      lambda: all(p.get_subscription_count() for p in publishers.values()),
+                      log_path)
+    print('node pid %d; %s at %.0f Hz each, %dx%d rgb8, for %.1f min'
+          % (process.pid, ' and '.join(CAMERAS), args.rate, args.width, args.height,
+             args.minutes), flush=True)
     samples = []
-    try:
-        deadline = time.monotonic() + 300
-        while not (diagnostics.get('segment_node: node', ('',))[0] == 'active'
-                   and all(p.get_subscription_count() for p in publishers.values())):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError('the node did not start; log:\n' + log_path.read_text())
-            executor.spin_once(timeout_sec=0.1)
-        print('node pid %d; %s at %.0f Hz each, %dx%d rgb8, for %.1f min'
-              % (process.pid, ' and '.join(CAMERAS), args.rate, args.width, args.height,
-                 args.minutes), flush=True)
-        start = time.monotonic()
-        duration = args.minutes * 60.0
-        sent = 0
-        next_sample = start
-        while time.monotonic() - start < duration:
-            now = time.monotonic()
-            if now >= start + sent / args.rate:
-                stamp = node.get_clock().now().to_msg()
-                for index, (camera, publisher) in enumerate(publishers.items()):
-                    msg = frames[(sent + 3 * index) % len(frames)]
-                    msg.header.stamp = stamp
-                    msg.header.frame_id = camera
-                    publisher.publish(msg)
-                sent += 1
-            if now >= next_sample:
-                rss = rss_kib(process.pid)
-                if rss is None:
-                    raise RuntimeError('the node exited; log:\n' + log_path.read_text()[-3000:])
-                samples.append((now - start, rss))
-                next_sample += 1.0
-                if len(samples) % 30 == 0:
-                    print('  %4.0f s  RSS %.1f MiB  masks %s' % (
-                        now - start, rss / 1024.0, dict(counts)), flush=True)
-            executor.spin_once(timeout_sec=0.002)
-        executor.spin_once(timeout_sec=0.5)
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-        process.send_signal(signal.SIGINT)
-        try:
-            code = process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            code = 'killed'
+    start = time.monotonic()
+    sent = 0
+    next_sample = start
+    while time.monotonic() - start < args.minutes * 60.0:
+        now = time.monotonic()
+        if now >= start + sent / args.rate:
+            stamp = node.get_clock().now().to_msg()
+            for index, (camera, publisher) in enumerate(publishers.items()):
+                msg = frames[(sent + 3 * index) % len(frames)]
+                msg.header.stamp = stamp
+                msg.header.frame_id = camera
+                publisher.publish(msg)
+            sent += 1
+        if now >= next_sample:
+            rss = rss_kib(process.pid)
+            if rss is None:
+                raise RuntimeError('the node exited; log:\n' + log_path.read_text()[-3000:])
+            samples.append((now - start, rss))
+            next_sample += 1.0
+            if len(samples) % 30 == 0:
+                print('  %4.0f s  RSS %.1f MiB  masks %s' % (
+                    now - start, rss / 1024.0, dict(counts)), flush=True)
+        executor.spin_once(timeout_sec=0.002)
+    executor.spin_once(timeout_sec=0.5)
+    return samples
 
+
+def report(args, samples, diagnostics, counts, code, log_path):
+    """Print the RSS figures and what the node did; write the CSV."""
     after_warmup = [rss for t, rss in samples if t >= 60.0]
     reference = after_warmup[0] if after_warmup else samples[len(samples) // 2][1]
     end = samples[-1][1]
@@ -220,6 +170,26 @@ def main(argv=None):
     if args.csv:
         args.csv.write_text('seconds,rss_kib\n' + ''.join('%.1f,%d\n' % s for s in samples))
         print('wrote %s' % args.csv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    # This process publishes the frames: the node's allocator settings help here too.
+    prepare_dds()
+    scratch = Path(tempfile.mkdtemp(prefix='node_soak_'))
+    model = args.model or default_model(scratch, input_size=[256, 512], dynamic_batch=True)
+    params = soak_params(scratch / 'params.yaml', model, args.threads)
+    log_path = scratch / 'node.log'
+    process = start_node(params, log_path)
+    try:
+        with ros_node('node_soak') as (node, executor):
+            diagnostics = listen_diagnostics(node)
+            counts = subscribe_outputs(node)
+            samples = publish_and_sample(args, node, executor, process, log_path, diagnostics,
+                                         counts)
+    finally:
+        code = stop_node(process, 60)
+    report(args, samples, diagnostics, counts, 'killed' if code is None else code, log_path)
     return 0
 
 

@@ -23,7 +23,7 @@ Throughput of segment_node against the standalone Segmenter, at 2048x1024 rgb8 a
    rgb8 frames at ``--rate`` Hz (faster than the node on a CPU: it always has a new frame) and
    counts the masks that come back; the node's own per-frame timings come from /diagnostics.
 
-Printed: standalone FPS, node FPS, their ratio (issue 4 acceptance: >= 0.9) and the node's
+Printed: standalone FPS, node FPS, their ratio (acceptance: >= 0.9) and the node's
 per-frame overhead: receive-to-publish minus backend (``Segmenter``) time (acceptance: <= 10
 ms), split into decoding, waiting for the busy worker (a frame arrives while the previous one
 is being segmented; with a camera faster than the model it waits half a camera period on
@@ -53,19 +53,21 @@ import argparse
 import json
 import os
 from pathlib import Path
-import random
-import signal
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
+from liteseg_ros.ros.node_demo import stop_node
+from node_bench import (default_model, listen_diagnostics, prepare_dds, ros_node, start_node,
+                        wait_until_active, write_params)
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
 CAMERA = 'bench_camera'
+DIAGNOSTIC_KEYS = ('latency_p50_ms', 'latency_p95_ms', 'overhead_p50_ms', 'overhead_p95_ms',
+                   'decode_p50_ms', 'queue_wait_p50_ms', 'queue_wait_p95_ms',
+                   'processing_overhead_p50_ms', 'processing_overhead_p95_ms')
 
 
 def parse_args(argv=None):
@@ -90,21 +92,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def default_model(scratch):
-    """Export a random-weights PP-LiteSeg-T (default 512x1024 input) to ONNX."""
-    import torch
-
-    from liteseg_ros.model import build_model, save_checkpoint
-    sys.path.insert(0, str(ROOT))
-    from training.export import export_onnx
-
-    torch.manual_seed(0)
-    checkpoint = Path(scratch) / 't.pt'
-    save_checkpoint(checkpoint, build_model('t', 19, dataset='cityscapes'))
-    export_onnx(checkpoint, Path(scratch) / 't.onnx')
-    return Path(scratch) / 't.onnx'
-
-
 def standalone(segmenter, frames, seconds):
     """Run the Segmenter back to back for about ``seconds``; return (frames, seconds)."""
     count = 0
@@ -115,16 +102,9 @@ def standalone(segmenter, frames, seconds):
     return count, time.perf_counter() - start
 
 
-def node_command():
-    for candidate in (os.path.join(os.path.dirname(sys.executable), 'segment_node'),):
-        if os.access(candidate, os.X_OK):
-            return [candidate]
-    return [sys.executable, '-m', 'liteseg_ros.ros.segment_node']
-
-
 def serialized_frames(frames):
     """Return CDR bytes of rgb8 Image messages of frames (stamp at bytes 4..12)."""
-    from liteseg_ros.ros.image_codecs import rgb8_message
+    from liteseg_ros.ros.messages import rgb8_message
     from rclpy.serialization import serialize_message
 
     out = []
@@ -160,95 +140,88 @@ class Publisher(threading.Thread):
             self.count += 1
 
 
-def run_rounds(args, model, frames, env, segmenter):
-    """Start the node; alternate standalone and node phases; return a dict of figures."""
-    import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image
+class Bench:
+    """This process's side of the node phases: the frame publisher and the outputs' arrivals."""
 
-    scratch = Path(tempfile.mkdtemp(prefix='node_throughput_'))
-    params = scratch / 'params.yaml'
-    params.write_text('\n'.join([
-        '/**/segment_node:', '  ros__parameters:',
-        "    model_path: '%s'" % model, "    backend: '%s'" % args.backend,
-        '    threads: %d' % args.threads, "    cameras: ['%s']" % CAMERA,
-        '    diagnostics_period_s: 1.0']) + '\n')
-    log = open(scratch / 'node.log', 'w')
-    process = subprocess.Popen(node_command() + ['--ros-args', '--params-file', str(params)],
-                               stdout=log, stderr=subprocess.STDOUT, env=env)
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node('node_throughput', context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    diagnostics, arrivals = {}, []
+    def __init__(self, args, node, executor, frames):
+        """Subscribe to ``args.outputs`` and /diagnostics; prepare the publisher."""
+        from liteseg_ros.inference.outputs import output_topic
+        from rclpy.qos import qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
 
-    def on_diagnostics(msg):
-        for status in msg.status:
-            diagnostics[status.name] = (status.message,
-                                        {kv.key: kv.value for kv in status.values})
+        self.args, self.node, self.executor = args, node, executor
+        self.diagnostics = listen_diagnostics(node)
+        self.arrivals = []
+        for output in args.outputs.split(','):
+            node.create_subscription(
+                Image, output_topic('/' + CAMERA, output),
+                (lambda msg: self.arrivals.append(time.monotonic())) if output == 'mask'
+                else (lambda msg: None),
+                QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE))
+        self.publisher = node.create_publisher(Image, '/%s/image_raw' % CAMERA,
+                                               qos_profile_sensor_data)
+        self.serialized = serialized_frames(frames)
 
-    node.create_subscription(DiagnosticArray, '/diagnostics', on_diagnostics, 10)
-    for output in args.outputs.split(','):
-        node.create_subscription(
-            Image, '/%s/segmentation/%s' % (CAMERA, output),
-            (lambda msg: arrivals.append(time.monotonic())) if output == 'mask'
-            else (lambda msg: None), QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE))
-    publisher = node.create_publisher(Image, '/%s/image_raw' % CAMERA, qos_profile_sensor_data)
-    serialized = serialized_frames(frames)
+    def node_phase(self):
+        """Publish for warm-up plus measured seconds; return (masks, seconds, frames sent)."""
+        args = self.args
+        sender = Publisher(self.node, self.publisher, self.serialized, args.rate)
+        sender.start()
+        spin(self.executor, args.warmup)
+        first_sent, first_count = sender.count, len(self.arrivals)
+        start = time.monotonic()
+        spin(self.executor, args.duration / args.rounds)
+        elapsed = time.monotonic() - start
+        received = len(self.arrivals) - first_count
+        sent = sender.count - first_sent
+        sender.stop.set()
+        sender.join()
+        spin(self.executor, 1.0)  # let the last frame through
+        return received, elapsed, sent
+
+
+def alternate(args, bench, frames, segmenter):
+    """Run standalone and node phases in turn (S N S ... S); return a dict of figures."""
     figures = {'standalone_frames': 0, 'standalone_seconds': 0.0, 'node_frames': 0,
                'node_seconds': 0.0, 'sent': 0, 'rounds': []}
+    for index in range(args.rounds + 1):
+        # Standalone phase (the node is idle: nothing is published).
+        frames_done, seconds = standalone(segmenter, frames, args.standalone_seconds)
+        figures['standalone_frames'] += frames_done
+        figures['standalone_seconds'] += seconds
+        round_figures = {'standalone_fps': frames_done / seconds}
+        if index < args.rounds:
+            received, elapsed, sent = bench.node_phase()
+            figures['node_frames'] += received
+            figures['node_seconds'] += elapsed
+            figures['sent'] += sent
+            round_figures['node_fps'] = received / elapsed
+        figures['rounds'].append(round_figures)
+        print('round %d: %s' % (index + 1, ', '.join(
+            '%s %.2f' % kv for kv in round_figures.items())), flush=True)
+    return figures
+
+
+def run_rounds(args, model, frames, env, segmenter):
+    """Start the node; alternate standalone and node phases; return a dict of figures."""
+    scratch = Path(tempfile.mkdtemp(prefix='node_throughput_'))
+    params = write_params(scratch / 'params.yaml', model_path=str(model), backend=args.backend,
+                          threads=args.threads, cameras=[CAMERA], diagnostics_period_s=1.0)
+    log_path = scratch / 'node.log'
+    process = start_node(params, log_path, env)
     try:
-        deadline = time.monotonic() + 300
-        while not (diagnostics.get('segment_node: node', ('',))[0] == 'active'
-                   and publisher.get_subscription_count() > 0):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError('the node did not start; log:\n' + (scratch / 'node.log')
-                                   .read_text()[-3000:])
-            executor.spin_once(timeout_sec=0.1)
-        for index in range(args.rounds + 1):
-            # Standalone phase (the node is idle: nothing is published).
-            frames_done, seconds = standalone(segmenter, frames, args.standalone_seconds)
-            figures['standalone_frames'] += frames_done
-            figures['standalone_seconds'] += seconds
-            round_figures = {'standalone_fps': frames_done / seconds}
-            if index < args.rounds:
-                # Node phase.
-                sender = Publisher(node, publisher, serialized, args.rate)
-                sender.start()
-                spin(executor, args.warmup)
-                first_sent, first_count = sender.count, len(arrivals)
-                start = time.monotonic()
-                spin(executor, args.duration / args.rounds)
-                elapsed = time.monotonic() - start
-                received = len(arrivals) - first_count
-                figures['node_frames'] += received
-                figures['node_seconds'] += elapsed
-                figures['sent'] += sender.count - first_sent
-                sender.stop.set()
-                sender.join()
-                spin(executor, 1.0)  # let the last frame through
-                round_figures['node_fps'] = received / elapsed
-            figures['rounds'].append(round_figures)
-            print('round %d: %s' % (index + 1, ', '.join(
-                '%s %.2f' % kv for kv in round_figures.items())), flush=True)
-        spin(executor, 1.5)  # diagnostics covering the end of the run
-        figures['camera'] = diagnostics.get('segment_node: ' + CAMERA, ('', {}))[1]
-        figures['node'] = diagnostics.get('segment_node: node', ('', {}))[1]
-        figures['log'] = str(scratch / 'node.log')
-        return figures
+        with ros_node('node_throughput') as (node, executor):
+            bench = Bench(args, node, executor, frames)
+            wait_until_active(executor, process, bench.diagnostics,
+                              lambda: bench.publisher.get_subscription_count() > 0, log_path)
+            figures = alternate(args, bench, frames, segmenter)
+            spin(executor, 1.5)  # diagnostics covering the end of the run
+            figures['camera'] = bench.diagnostics.get('segment_node: ' + CAMERA, ('', {}))[1]
+            figures['node'] = bench.diagnostics.get('segment_node: node', ('', {}))[1]
+            figures['log'] = str(log_path)
+            return figures
     finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown(context=context)
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+        stop_node(process, 60)
 
 
 def spin(executor, seconds):
@@ -257,73 +230,53 @@ def spin(executor, seconds):
         executor.spin_once(timeout_sec=0.05)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    # The publisher side gets the node's allocator settings too (see segment_node).
-    from liteseg_ros.ros.segment_node import keep_large_buffers_in_heap
-    keep_large_buffers_in_heap()
-    env = dict(os.environ)
-    env.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
-    if env.get('ROS_AUTOMATIC_DISCOVERY_RANGE') == 'LOCALHOST':
-        print('note: ignoring ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST (UDP loopback loses '
-              'best-effort frames of this size)')
-        env.pop('ROS_AUTOMATIC_DISCOVERY_RANGE')
-    env.setdefault('ROS_DOMAIN_ID', str(random.Random(os.getpid()).randint(120, 200)))
-    os.environ.clear()
-    os.environ.update(env)
-
-    from liteseg_ros.sample_images import make_street_scene
-
-    from liteseg_ros.inference import Segmenter
-
-    with tempfile.TemporaryDirectory(prefix='node_throughput_model_') as scratch:
-        model = args.model or default_model(scratch)
-        frames = [make_street_scene(args.height, args.width, seed=s) for s in range(4)]
-        print('model %s, backend %s, threads %d, frames %dx%d rgb8 published at %.0f Hz; '
-              '%d rounds' % (model, args.backend, args.threads, args.width, args.height,
-                             args.rate, args.rounds), flush=True)
-        segmenter = Segmenter.from_file(model, backend=args.backend,
-                                        threads=args.threads or None)
-        segmenter([frames[0]])  # warm-up
-        result = run_rounds(args, model, frames, env, segmenter)
-
+def summarise(result):
+    """Return the figures of a run: FPS, ratios (overall, per round) and node diagnostics."""
     standalone_fps = result['standalone_frames'] / result['standalone_seconds']
     node_fps = result['node_frames'] / result['node_seconds']
     cam, node = result['camera'], result['node']
-    ratio = node_fps / standalone_fps
     rounds = result['rounds']
     # Each node phase against the standalone phases just before and after it: robust to a
     # burst of load from other jobs on a shared machine, which hits one round.
     round_ratios = [rounds[i]['node_fps'] * 2 / (rounds[i]['standalone_fps']
                                                  + rounds[i + 1]['standalone_fps'])
                     for i in range(len(rounds) - 1)]
-    median_ratio = float(np.median(round_ratios))
     figures = {
-        'standalone_fps': standalone_fps, 'node_fps': node_fps, 'ratio': ratio,
-        'round_ratios': round_ratios, 'median_round_ratio': median_ratio,
+        'standalone_fps': standalone_fps, 'node_fps': node_fps,
+        'ratio': node_fps / standalone_fps, 'round_ratios': round_ratios,
+        'median_round_ratio': float(np.median(round_ratios)),
         'published_hz': result['sent'] / result['node_seconds'],
         'node_frames': result['node_frames'], 'node_seconds': result['node_seconds'],
         'rounds': result['rounds'],
         'backend_ms_p50': float(node.get('backend_ms_p50', 'nan')),
     }
-    for key in ('latency_p50_ms', 'latency_p95_ms', 'overhead_p50_ms', 'overhead_p95_ms',
-                'decode_p50_ms', 'queue_wait_p50_ms', 'queue_wait_p95_ms',
-                'processing_overhead_p50_ms', 'processing_overhead_p95_ms'):
+    for key in DIAGNOSTIC_KEYS:
         figures[key] = float(cam.get(key, 'nan'))
     figures['frames_received_by_node'] = int(cam.get('frames_received', 0))
     figures['dropped_by_node'] = int(cam.get('dropped', 0))
+    return figures
 
+
+def print_rates(figures, result):
+    """Print node and standalone FPS and their ratio."""
+    median_ratio = figures['median_round_ratio']
     print()
     print('node: %.2f FPS over %.0f s (%d masks; published %.1f Hz; in all the node took %d '
           'frames, %d were replaced in the DDS queue or by a newer one)' % (
-              node_fps, figures['node_seconds'], figures['node_frames'],
+              figures['node_fps'], figures['node_seconds'], figures['node_frames'],
               figures['published_hz'], figures['frames_received_by_node'],
               figures['dropped_by_node']))
     print('standalone: %.2f FPS (%d frames in %.0f s, in phases around the node phases)'
-          % (standalone_fps, result['standalone_frames'], result['standalone_seconds']))
+          % (figures['standalone_fps'], result['standalone_frames'],
+             result['standalone_seconds']))
     print('ratio node/standalone: %.3f overall; per round %s, median %.3f  (acceptance >= '
-          '0.9: %s by the median)' % (ratio, ', '.join('%.3f' % r for r in round_ratios),
+          '0.9: %s by the median)' % (figures['ratio'],
+                                      ', '.join('%.3f' % r for r in figures['round_ratios']),
                                       median_ratio, 'PASS' if median_ratio >= 0.9 else 'FAIL'))
+
+
+def print_per_frame(figures):
+    """Print the node's per-frame latency and overhead, from its diagnostics."""
     print('per frame, node diagnostics (last %s frames):' % min(200, figures['node_frames']))
     print('  receive->publish latency  p50 %.1f ms, p95 %.1f ms' % (
         figures['latency_p50_ms'], figures['latency_p95_ms']))
@@ -341,6 +294,40 @@ def main(argv=None):
           'including the wait: %.1f ms (%s)' % (
               work, 'PASS' if work <= 10 else 'FAIL', figures['overhead_p50_ms'],
               'PASS' if figures['overhead_p50_ms'] <= 10 else 'FAIL'))
+
+
+def prepare_environment():
+    """Set up DDS for both processes; return the node's environment."""
+    if os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE') == 'LOCALHOST':
+        print('note: ignoring ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST (UDP loopback loses '
+              'best-effort frames of this size)')
+        os.environ.pop('ROS_AUTOMATIC_DISCOVERY_RANGE')
+    # The publisher side gets the node's allocator settings too (see segment_node).
+    prepare_dds()
+    return dict(os.environ)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    env = prepare_environment()
+
+    from liteseg_ros.inference import Segmenter
+    from liteseg_ros.sample_images import make_street_scene
+
+    with tempfile.TemporaryDirectory(prefix='node_throughput_model_') as scratch:
+        model = args.model or default_model(scratch)
+        frames = [make_street_scene(args.height, args.width, seed=s) for s in range(4)]
+        print('model %s, backend %s, threads %d, frames %dx%d rgb8 published at %.0f Hz; '
+              '%d rounds' % (model, args.backend, args.threads, args.width, args.height,
+                             args.rate, args.rounds), flush=True)
+        segmenter = Segmenter.from_file(model, backend=args.backend,
+                                        threads=args.threads or None)
+        segmenter([frames[0]])  # warm-up
+        result = run_rounds(args, model, frames, env, segmenter)
+
+    figures = summarise(result)
+    print_rates(figures, result)
+    print_per_frame(figures)
     print('node log: %s' % result['log'])
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + '\n')

@@ -47,9 +47,9 @@ import time
 
 import torch
 from training.config import load_config
+from training.sampling import IterationSampler, seed_all
 from training.schedule import build_optimizer, build_scheduler
-from training.train import (IterationSampler, make_criterion, make_datasets, make_model, seed_all,
-                            train_step)
+from training.train import make_criterion, make_datasets, make_model, train_step
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / 'training' / 'configs'

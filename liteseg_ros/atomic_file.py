@@ -12,7 +12,11 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Atomic file writes: what a user saved is either the old file or the new one, never half."""
+"""
+Atomic file writes: what a user saved is either the old file or the new one, never half.
+
+And an exclusive lock file, for processes that must not write the same file at once.
+"""
 
 import contextlib
 import os
@@ -49,3 +53,21 @@ def write_bytes_atomic(path, data):
     """Write ``data`` to ``path`` atomically."""
     with atomic_write(path) as f:
         f.write(data)
+
+
+@contextlib.contextmanager
+def file_lock(path):
+    """Hold an exclusive lock on the file ``path`` (created) while the block runs."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: atomic writes still keep what is written consistent
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, 'a') as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

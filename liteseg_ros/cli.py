@@ -27,22 +27,23 @@ Subcommands:
   and FPS of a model (see ``liteseg_ros.inference.bench``).
 - ``liteseg bag-eval BAG --image-topic T [--label-topic L] --model M [--output DIR]``: accuracy
   and latency on a recorded rosbag2, output bag, contact sheet; ``--live`` replays it against
-  a running node (see ``liteseg_ros.ros.bag_eval`` and ``docs/bag_eval.md``).
+  a running node (see ``liteseg_ros.bags`` and ``docs/bag_eval.md``).
 - ``liteseg dataset-to-bag OUT --dataset cityscapes|camvid|folder ...``: a dataset split as a
-  rosbag2 with an image and a label topic (see ``liteseg_ros.ros.dataset_to_bag``).
+  rosbag2 with an image and a label topic (see ``liteseg_ros.bags.dataset_to_bag``).
 
 Heavy imports (torch, ONNX Runtime) happen inside the subcommands, so ``liteseg --help`` is quick.
 """
 
 import argparse
+import functools
 import logging
 from pathlib import Path
 import subprocess
 import sys
 import tempfile
 
+from liteseg_ros.bags import cli as bag_eval, dataset_to_bag
 from liteseg_ros.inference import bench as inference_bench
-from liteseg_ros.ros import bag_eval, dataset_to_bag
 
 LOG = logging.getLogger('liteseg')
 
@@ -121,7 +122,7 @@ def build_parser():
                     'DIR/contact_sheet.png and DIR/confusion_matrix.png. --live replays the '
                     'bag against a running segment_node instead.')
     bag_eval.add_arguments(bag)
-    bag.set_defaults(func=bag_eval.run)
+    bag.set_defaults(func=functools.partial(bag_eval.run, live=_run_live))
 
     to_bag = sub.add_parser(
         'dataset-to-bag', help='write a dataset split as a rosbag2 (image + label topics)',
@@ -130,6 +131,13 @@ def build_parser():
     dataset_to_bag.add_arguments(to_bag)
     to_bag.set_defaults(func=dataset_to_bag.run)
     return parser
+
+
+def _run_live(*args, **kwargs):
+    """Run ``liteseg bag-eval --live``: ``ros.live_replay`` is imported only then (rclpy)."""
+    from liteseg_ros.ros.live_replay import run_live
+
+    return run_live(*args, **kwargs)
 
 
 def _positive_int(text):
@@ -174,36 +182,31 @@ def _demo_checkpoint(checkpoint, variant, scratch):
     return path, True
 
 
-def _write_rgb(path, rgb):
-    import cv2
-
-    if not cv2.imwrite(str(path), rgb[:, :, ::-1]):
-        raise OSError(f'could not write {path} (check the folder exists and is writable)')
-
-
 def run_demo(args):
     """Run ``liteseg demo``; return the process exit code."""
     import numpy as np
 
     from liteseg_ros.inference import Segmenter
-    from liteseg_ros.inference.visualize import overlay
+    from liteseg_ros.inference.outputs import OutputRenderer, write_png
     from liteseg_ros.sample_images import make_street_scene
 
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint, random_weights = _demo_checkpoint(args.checkpoint, args.variant, scratch)
-        segmenter = Segmenter.from_file(checkpoint, backend='torch', upsample='bilinear')
+        segmenter = Segmenter.from_file(checkpoint, backend='torch', upsample='bilinear',
+                                        device='cpu')
     config = segmenter.config
     image = make_street_scene(DEMO_HEIGHT, DEMO_WIDTH, seed=0)
     mask = segmenter.segment(image).mask
     elapsed = segmenter.timings['total'] / 1000.0
-    color = segmenter.colorize(mask)
-    blend = overlay(image, color, OVERLAY_ALPHA)
+    renderer = OutputRenderer(segmenter.class_names, segmenter.palette, OVERLAY_ALPHA,
+                              drivable_classes=())
+    pictures = renderer.render(('color', 'overlay'), image, mask)
 
     out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    files = {'input.png': image, 'mask_color.png': color, 'overlay.png': blend}
+    files = {'input.png': image, 'mask_color.png': pictures['color'],
+             'overlay.png': pictures['overlay']}
     for name, rgb in files.items():
-        _write_rgb(out / name, rgb)
+        write_png(out / name, rgb)
 
     source = args.checkpoint if args.checkpoint is not None else 'random weights'
     print('PP-LiteSeg-%s (%s, %d classes, %s) on a %dx%d image: %.0f ms on CPU'

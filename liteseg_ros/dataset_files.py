@@ -87,6 +87,22 @@ def camvid_files(root, list_file, require_labels=True):
     return files
 
 
+def image_files(folder, suffixes=IMAGE_SUFFIXES, purpose=''):
+    """
+    Return the sorted files under ``folder`` (sub-folders too) whose suffix is in ``suffixes``.
+
+    :raises DatasetError: the folder does not exist or has no such file; ``purpose`` (text)
+        ends the message.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f'{folder}: image folder does not exist{purpose}')
+    files = sorted(p for p in folder.rglob('*') if p.suffix.lower() in suffixes and p.is_file())
+    if not files:
+        raise DatasetError(f'{folder}: no images ({", ".join(suffixes)}){purpose}')
+    return files
+
+
 def folder_files(images_dir, labels_dir=None, require_labels=True):
     """
     Return [(image, label)]: ``images_dir/a/b.jpg`` pairs with ``labels_dir/a/b.png``.
@@ -95,12 +111,7 @@ def folder_files(images_dir, labels_dir=None, require_labels=True):
     differ only in extension are refused. Without ``labels_dir`` every label is None.
     """
     images_dir = Path(images_dir)
-    if not images_dir.is_dir():
-        raise DatasetError(f'{images_dir}: no such image folder')
-    images = sorted(p for p in images_dir.rglob('*')
-                    if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not images:
-        raise DatasetError(f'{images_dir}: no images ({", ".join(IMAGE_SUFFIXES)})')
+    images = image_files(images_dir)
     seen = {}
     files = []
     for image in images:

@@ -70,23 +70,46 @@ def make_street_scene(height=512, width=1024, seed=0):
     rng = np.random.default_rng(seed)
     img = np.zeros((height, width, 3), dtype=np.float32)
     horizon = int(0.45 * height)
+    # ``rng`` is drawn from in this order (buildings, trees, cars, noise): keep it, so that a
+    # seed keeps giving the same image.
+    _draw_sky_and_ground(img, horizon)
+    _draw_buildings(img, horizon, rng)
+    # The road again, over the building bases that crossed the horizon.
+    _draw_road(img, horizon, horizon, int(horizon + 0.02 * height) + 1, kerbs=False)
+    _draw_trees(img, horizon, rng)
+    _draw_centre_line(img, horizon)
+    _draw_poles(img, horizon)
+    _draw_cars(img, horizon, rng)
+    # Mild sensor noise so the image is not piecewise constant.
+    img += rng.normal(0.0, 3.0, size=img.shape).astype(np.float32)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
+
+def _draw_road(img, horizon, y0, y1, kerbs):
+    """Draw the road on rows [y0, y1), with a light kerb strip on each edge if ``kerbs``."""
+    height, width = img.shape[:2]
+    for y in range(y0, y1):
+        left, right = _road_edges(y, horizon, height, width)
+        _fill_rect(img, y, y + 1, left, right, (82, 82, 88))
+        if kerbs:
+            kerb = max(1.0, 0.012 * (right - left))
+            _fill_rect(img, y, y + 1, left - kerb, left, (200, 198, 190))
+            _fill_rect(img, y, y + 1, right, right + kerb, (200, 198, 190))
+
+
+def _draw_sky_and_ground(img, horizon):
+    """Draw the sky gradient, and below the horizon sidewalk/terrain with the road on top."""
     # Sky: vertical gradient from deep blue to hazy near the horizon.
     t = np.linspace(0.0, 1.0, horizon, dtype=np.float32)[:, None]
     top, bottom = np.array([60, 120, 200], np.float32), np.array([190, 212, 232], np.float32)
     img[:horizon] = (top * (1 - t) + bottom * t)[:, None, :]
-
-    # Ground: sidewalk/terrain everywhere below the horizon, the road drawn on top.
     img[horizon:] = (150, 146, 140)
-    for y in range(horizon, height):
-        left, right = _road_edges(y, horizon, height, width)
-        _fill_rect(img, y, y + 1, left, right, (82, 82, 88))
-        # Kerbs: a light strip on each road edge.
-        kerb = max(1.0, 0.012 * (right - left))
-        _fill_rect(img, y, y + 1, left - kerb, left, (200, 198, 190))
-        _fill_rect(img, y, y + 1, right, right + kerb, (200, 198, 190))
+    _draw_road(img, horizon, horizon, img.shape[0], kerbs=True)
 
-    # Buildings: a row of facades standing on the horizon, with window grids.
+
+def _draw_buildings(img, horizon, rng):
+    """Draw a row of facades standing on the horizon, with window grids."""
+    height, width = img.shape[:2]
     x = -rng.uniform(0, 0.05) * width
     while x < width:
         bw = rng.uniform(0.08, 0.2) * width
@@ -103,12 +126,10 @@ def make_street_scene(height=512, width=1024, seed=0):
                 _fill_rect(img, wy, wy + 0.025 * height, wx, wx + 0.015 * width, window)
         x += bw
 
-    # Road surface again over the building bases that crossed the horizon.
-    for y in range(horizon, int(horizon + 0.02 * height) + 1):
-        left, right = _road_edges(y, horizon, height, width)
-        _fill_rect(img, y, y + 1, left, right, (82, 82, 88))
 
-    # Trees on both sides, between the buildings and the sidewalk.
+def _draw_trees(img, horizon, rng):
+    """Draw trees on both sides, between the buildings and the sidewalk."""
+    height, width = img.shape[:2]
     for side in (0.06, 0.2, 0.8, 0.94):
         cx = side * width + rng.uniform(-0.02, 0.02) * width
         cy = horizon - 0.02 * height
@@ -117,7 +138,10 @@ def make_street_scene(height=512, width=1024, seed=0):
         _fill_ellipse(img, cy - 0.04 * height, cx, 0.09 * height, 0.045 * width,
                       (60 + rng.uniform(-10, 10), 125 + rng.uniform(-15, 15), 50))
 
-    # Dashed centre line, with dash length growing towards the camera.
+
+def _draw_centre_line(img, horizon):
+    """Draw the dashed centre line, with dash length growing towards the camera."""
+    height, width = img.shape[:2]
     y = float(horizon + 2)
     while y < height:
         t = (y - horizon) / (height - horizon)
@@ -128,7 +152,10 @@ def make_street_scene(height=512, width=1024, seed=0):
             _fill_rect(img, yy, yy + 1, width / 2 - hw, width / 2 + hw, (235, 235, 225))
         y += 2.2 * dash
 
-    # Poles with a sign on the sidewalks.
+
+def _draw_poles(img, horizon):
+    """Draw a pole with a sign on each sidewalk."""
+    height, width = img.shape[:2]
     for side in (0.12, 0.88):
         px = side * width
         top_y = horizon - 0.22 * height
@@ -137,7 +164,10 @@ def make_street_scene(height=512, width=1024, seed=0):
         _fill_rect(img, top_y, top_y + 0.05 * height, px - 0.02 * width, px + 0.02 * width,
                    (220, 180, 30))
 
-    # Cars on the road, further ones smaller; drawn far to near.
+
+def _draw_cars(img, horizon, rng):
+    """Draw cars on the road, further ones smaller; drawn far to near."""
+    height, width = img.shape[:2]
     for depth in sorted(rng.uniform(0.15, 0.85, size=3)):
         y_bottom = horizon + depth * (height - horizon)
         left, right = _road_edges(y_bottom, horizon, height, width)
@@ -154,7 +184,3 @@ def make_street_scene(height=512, width=1024, seed=0):
         for wx in (x0 + 0.08 * car_w, x0 + 0.72 * car_w):
             _fill_rect(img, y_bottom - car_h * 0.15, y_bottom, wx, wx + 0.2 * car_w,
                        (20, 20, 20))
-
-    # Mild sensor noise so the image is not piecewise constant.
-    img += rng.normal(0.0, 3.0, size=img.shape).astype(np.float32)
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8)

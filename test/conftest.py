@@ -48,6 +48,7 @@ MARKERS = {
     'tensorrt': 'needs TensorRT; skipped when it is not importable',
     'paddle': 'compares against PaddleSeg in its own reference venv under .cache/',
     'slow': 'takes more than a few seconds on a 2-core CPU',
+    'lite': 'runs without torch and ROS 2 (Python 3.10/3.12 CI: ONNX Runtime, codecs, bags)',
 }
 
 _TMP_ROOT = None

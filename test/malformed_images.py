@@ -16,7 +16,7 @@
 Generators of malformed ``sensor_msgs`` image messages, for robustness tests.
 
 ``malformed_image_messages`` and ``malformed_compressed_messages`` yield
-``(description, msg)`` pairs of real rclpy messages that ``liteseg_ros.ros.image_codecs``
+``(description, msg)`` pairs of real rclpy messages that ``liteseg_ros.image_codecs``
 must reject with ``ImageDecodeError`` (and that a node must survive). They cycle through
 the kinds of damage listed in ``IMAGE_KINDS`` and ``COMPRESSED_KINDS`` with random sizes
 and encodings from a seeded generator, so a given (count, seed) always gives the same

@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """
-Tests of liteseg_ros.ros.image_codecs: every encoding, padding, buffers, messages, bad input.
+Tests of liteseg_ros.image_codecs and ros.messages: every encoding, padding, buffers, bad input.
 
 Decoded images are checked against independent computations: the original RGB for exact
 encodings, ``cv2.COLOR_RGB2GRAY`` for grey, a numpy BT.601 reference for raw YUV buffers and
@@ -26,10 +26,14 @@ import sys
 import types
 
 import cv2
-from liteseg_ros.ros import image_codecs as ic
-from liteseg_ros.ros.image_codecs import decode_compressed, decode_image, ImageDecodeError
+from liteseg_ros import image_codecs as ic
+from liteseg_ros.image_codecs import decode_compressed, decode_image, ImageDecodeError
+from liteseg_ros.ros import messages
 import numpy as np
 import pytest
+
+# Codecs need only numpy and OpenCV: Python 3.10/3.12 too; message tests need ROS.
+pytestmark = pytest.mark.lite
 
 EXACT = ('rgb8', 'bgr8', 'rgba8', 'bgra8', '8UC3')
 GREY = ('mono8', '8UC1', 'mono16')
@@ -71,7 +75,7 @@ def test_supported_encodings():
 
 
 def test_module_imports_no_ros():
-    code = ('import sys, liteseg_ros.ros.image_codecs; '
+    code = ('import sys, liteseg_ros.image_codecs, liteseg_ros.ros.messages; '
             'bad = [m for m in sys.modules if m.split(".")[0] in '
             '("rclpy", "sensor_msgs", "std_msgs")]; assert not bad, bad')
     subprocess.run([sys.executable, '-c', code], check=True)
@@ -140,6 +144,7 @@ def test_yuv_flat_colours(encoding, colour):
     rgb = np.empty((6, 10, 3), dtype=np.uint8)
     rgb[:] = colour
     out = round_trip(rgb, encoding)
+    # Two 8-bit roundings (RGB -> YUV -> RGB) of a flat colour: at most 2 grey levels.
     assert np.abs(out.astype(int) - rgb).max() <= 2, (out[0, 0], colour)
 
 
@@ -180,6 +185,7 @@ def test_yuv_layout_against_reference(encoding):
     expected = reference_yuv_to_rgb(y, u, v)
     out = decode_image(fake_msg(encoding, height, width, BYTES_PER_PIXEL[encoding] * width,
                                 raw.tobytes()))
+    # OpenCV's fixed-point BT.601 coefficients vs the 3-digit float ones: <= 2 grey levels.
     assert np.abs(out.astype(int) - expected).max() <= 2
 
 
@@ -201,6 +207,7 @@ def test_bayer_flat_colours(encoding, colour):
     rgb[:] = colour
     mosaic = make_mosaic(rgb, encoding[len('bayer_'):-1])
     out = decode_image(fake_msg(encoding, 16, 22, 22, mosaic.tobytes()))
+    # Demosaicing averages equal neighbours and rounds: one grey level.
     assert np.abs(out.astype(int) - rgb).max() <= 1, (out[8, 8], colour)
     data, step = ic.encode_image(rgb, encoding)
     assert step == 22 and data == mosaic.tobytes()
@@ -211,6 +218,7 @@ def test_bayer_round_trip(encoding):
     rgb = smooth_rgb(96, 128, seed=6)
     out = round_trip(rgb, encoding)
     diff = np.abs(out.astype(int) - rgb)
+    # Two of three colours per pixel are interpolated: smooth images lose < 1 level on average.
     assert diff.mean() < 1.0, diff.mean()
     # Odd sizes decode too.
     assert round_trip(smooth_rgb(9, 13), encoding).shape == (9, 13, 3)
@@ -335,6 +343,7 @@ def test_decode_jpeg(fmt):
     assert ok
     out = decode_compressed(fake_compressed(fmt, encoded.tobytes()))
     assert out.shape == rgb.shape and out.dtype == np.uint8
+    # JPEG quality 95 with 4:2:0 chroma: a few grey levels on average, more at the red edge.
     assert np.abs(out.astype(int) - rgb).mean() < 3
     assert out[4:12, 4:12, 0].min() > 230 and out[4:12, 4:12, 1:].max() < 25  # red stays red
     # Trailing zero padding after the end-of-image marker is accepted.
@@ -386,7 +395,7 @@ def check_header(msg):
 @pytest.mark.parametrize('encoding', sorted(BYTES_PER_PIXEL))
 def test_encoded_image_message_round_trip(encoding, header):
     rgb = smooth_rgb(24, 32, seed=12)
-    msg = ic.encoded_image_message(rgb, encoding, header)
+    msg = messages.encoded_image_message(rgb, encoding, header)
     check_header(msg)
     assert (msg.encoding, msg.height, msg.width) == (encoding, 24, 32)
     assert msg.step == 32 * BYTES_PER_PIXEL[encoding]
@@ -397,7 +406,7 @@ def test_encoded_image_message_round_trip(encoding, header):
 @pytest.mark.ros
 def test_image_message_helpers(header):
     rgb = smooth_rgb(24, 32, seed=13)
-    msg = ic.rgb8_message(rgb, header)
+    msg = messages.rgb8_message(rgb, header)
     check_header(msg)
     assert (msg.encoding, msg.step, msg.is_bigendian) == ('rgb8', 96, 0)
     out = decode_image(msg)
@@ -405,22 +414,22 @@ def test_image_message_helpers(header):
     assert np.shares_memory(out, np.frombuffer(msg.data, dtype=np.uint8))
 
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    np.testing.assert_array_equal(decode_image(ic.image_message(bgr, 'bgr8', header)), rgb)
+    np.testing.assert_array_equal(decode_image(messages.image_message(bgr, 'bgr8', header)), rgb)
 
     mask = (np.arange(24 * 32) % 19).astype(np.uint8).reshape(24, 32)
-    msg = ic.mono8_message(mask, header)
+    msg = messages.mono8_message(mask, header)
     assert (msg.encoding, msg.step) == ('mono8', 32)
     np.testing.assert_array_equal(ic.decode_mask(msg), mask)
     np.testing.assert_array_equal(decode_image(msg)[:, :, 2], mask)
 
     for dtype, big in (('<u2', 0), ('>u2', 1)):
         values = np.arange(24 * 32, dtype=np.uint16).reshape(24, 32) * 80
-        msg = ic.image_message(values.astype(dtype), 'mono16')
+        msg = messages.image_message(values.astype(dtype), 'mono16')
         assert (msg.step, msg.is_bigendian) == (64, big)
         np.testing.assert_array_equal(decode_image(msg)[:, :, 0], values >> 8)
 
     uyvy = np.frombuffer(ic.encode_image(rgb, 'yuv422')[0], np.uint8).reshape(24, 32, 2)
-    np.testing.assert_array_equal(decode_image(ic.image_message(uyvy, 'yuv422')),
+    np.testing.assert_array_equal(decode_image(messages.image_message(uyvy, 'yuv422')),
                                   round_trip(rgb, 'yuv422'))
 
 
@@ -428,13 +437,13 @@ def test_image_message_helpers(header):
 def test_image_message_rejects_bad_arrays():
     pytest.importorskip('sensor_msgs.msg')
     with pytest.raises(ValueError, match='HxWx3 uint8'):
-        ic.image_message(np.zeros((4, 4), np.uint8), 'rgb8')
+        messages.image_message(np.zeros((4, 4), np.uint8), 'rgb8')
     with pytest.raises(ValueError, match='HxW uint8'):
-        ic.mono8_message(np.zeros((4, 4), np.int64))
+        messages.mono8_message(np.zeros((4, 4), np.int64))
     with pytest.raises(ValueError, match='encoded_image_message'):
-        ic.image_message(np.zeros((6, 4), np.uint8), 'nv12')
+        messages.image_message(np.zeros((6, 4), np.uint8), 'nv12')
     with pytest.raises(ValueError, match='HxW uint8 mask'):
-        ic.png_message(np.zeros((4, 4, 3), np.uint8))
+        messages.png_message(np.zeros((4, 4, 3), np.uint8))
 
 
 @pytest.mark.ros
@@ -442,7 +451,7 @@ def test_serialized_1080p_round_trip(header):
     serialization = pytest.importorskip('rclpy.serialization')
     from sensor_msgs.msg import Image
     rgb = np.random.default_rng(14).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
-    msg = ic.rgb8_message(rgb, header)
+    msg = messages.rgb8_message(rgb, header)
     raw = serialization.serialize_message(msg)
     assert len(raw) > 1080 * 1920 * 3
     back = serialization.deserialize_message(raw, Image)
@@ -455,7 +464,7 @@ def test_png_message_round_trip(header):
     rng = np.random.default_rng(15)
     mask = np.kron(rng.integers(0, 19, (16, 32)), np.ones((16, 16), int)).astype(np.uint8)
     mask[::7, ::5] = 255  # ignore label, isolated pixels
-    msg = ic.png_message(mask, header)
+    msg = messages.png_message(mask, header)
     check_header(msg)
     assert msg.format == 'mono8; png compressed'
     assert bytes(msg.data[:8]) == b'\x89PNG\r\n\x1a\n'

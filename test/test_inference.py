@@ -20,6 +20,8 @@ from model_fixtures import make_checkpoint, seed_weights, street_image
 import numpy as np
 import onnx
 import pytest
+from tolerances import (ARGMAX_MIN_AGREEMENT, assert_logits_close, float64_logits,
+                        LOGIT_REL)
 import torch
 import torch.nn.functional as F
 from training.export import check_against_torch, export_onnx
@@ -62,10 +64,24 @@ def reference_logits(checkpoint, frame):
 
 @pytest.mark.parametrize('height, width', [(720, 960), (512, 1024), (768, 1536)])
 def test_export_matches_pytorch_logits(tmp_path, height, width):
+    """ONNX Runtime and PyTorch float32 each lie within LOGIT_REL of the model in float64."""
+    import onnxruntime as ort
+
     checkpoint = make_checkpoint(tmp_path / 'b.pt', variant='b', num_classes=11,
                                  dataset='camvid')
     export_onnx(checkpoint, tmp_path / 'b.onnx', height, width)
-    assert check_against_torch(checkpoint, tmp_path / 'b.onnx') <= 1e-4
+    model = load_model(checkpoint)
+    x = np.random.default_rng(0).standard_normal((1, 3, height, width)).astype(np.float32)
+    session = ort.InferenceSession(str(tmp_path / 'b.onnx'), providers=['CPUExecutionProvider'])
+    (onnx_logits,) = session.run(None, {session.get_inputs()[0].name: x})
+    with torch.inference_mode():
+        torch_logits = model(torch.from_numpy(x)).numpy()
+    exact = float64_logits(model, x)
+    assert_logits_close(onnx_logits, exact, f'{height}x{width} ONNX Runtime vs float64')
+    assert_logits_close(torch_logits, exact, f'{height}x{width} PyTorch float32 vs float64')
+    # The export CLI's check compares two float32 runs, each within LOGIT_REL of float64.
+    scale = np.abs(exact).max()
+    assert check_against_torch(checkpoint, tmp_path / 'b.onnx') <= 2 * LOGIT_REL * scale
 
 
 def test_onnx_carries_the_checkpoint_config(models):
@@ -80,7 +96,8 @@ def test_onnxruntime_agrees_with_pytorch(models):
     torch_masks = Segmenter.from_file(models['checkpoint'])([frame])[0].mask
     for path in (models['onnx'], models['fused']):
         ort_masks = Segmenter.from_file(path)([frame])[0].mask
-        assert (ort_masks == torch_masks).mean() >= 0.9999
+        # Two float32 implementations differ only on near-ties (see ARGMAX_MIN_AGREEMENT).
+        assert (ort_masks == torch_masks).mean() >= ARGMAX_MIN_AGREEMENT
 
 
 def test_masks_come_back_at_each_frames_size(models):
@@ -101,6 +118,7 @@ def test_nearest_mode_equals_argmax_then_nearest_enlargement(models):
     labels = logits.argmax(1, keepdim=True).float()
     expected = F.interpolate(labels, size=frame.shape[:2], mode='nearest-exact')[0, 0].numpy()
     mask = Segmenter.from_file(models['onnx'])([frame])[0].mask
+    # ONNX Runtime vs PyTorch float32: only near-ties flip, each over 2x2 pixels (none seen).
     assert (mask == expected).mean() >= 0.999
 
 
@@ -110,8 +128,11 @@ def test_bilinear_mode_and_confidence_equal_upsampled_logits(models):
                            mode='bilinear', align_corners=False)
     expected = logits.argmax(1)[0].numpy()
     result = Segmenter.from_file(models['onnx'], upsample='bilinear', confidence=True)([frame])[0]
+    # Two float32 runs and two float32 bilinear resizes: only near-ties flip (none seen).
     assert (result.mask == expected).mean() >= 0.999
     expected_confidence = torch.softmax(logits, 1).amax(1)[0].numpy()
+    # The Segmenter resizes the model-size confidence instead of taking the softmax of resized
+    # logits: they differ where the winning class changes (measured mean 2.4e-5, max 2.4e-3).
     assert np.abs(result.confidence - expected_confidence).mean() < 0.01
     assert 0 < result.confidence.min() and result.confidence.max() <= 1
 
@@ -165,3 +186,98 @@ def test_model_whose_classes_disagree_with_its_config_is_refused(tmp_path):
 def test_backend_and_file_type_must_fit(models):
     with pytest.raises(ValueError, match=r'the torch backend cannot run a onnx file'):
         load_backend(models['onnx'], backend='torch')
+
+
+def test_load_backend_maps_the_device_onto_each_backend(models, monkeypatch):
+    import onnxruntime
+    from liteseg_ros.inference import backends
+
+    monkeypatch.setattr(onnxruntime, 'get_available_providers',
+                        lambda: ['CUDAExecutionProvider', 'CPUExecutionProvider'])
+    assert backends.onnxruntime_providers('auto') is None
+    assert backends.onnxruntime_providers('cpu') == ['CPUExecutionProvider']
+    for device in ('cuda', 'cuda:0'):
+        assert backends.onnxruntime_providers(device) == ['CUDAExecutionProvider',
+                                                          'CPUExecutionProvider']
+    with pytest.raises(ValueError, match="runs on 'auto', 'cpu', 'cuda' or 'cuda:0'"):
+        backends.onnxruntime_providers('cuda:1')
+    monkeypatch.setattr(onnxruntime, 'get_available_providers', lambda: ['CPUExecutionProvider'])
+    with pytest.raises(backends.DeviceUnavailable,
+                       match=r"'cuda' needs onnxruntime's CUDAExecutionProvider.*"
+                             r"\['CPUExecutionProvider'\].*onnxruntime-gpu"):
+        load_backend(models['onnx'], device='cuda')
+    assert load_backend(models['onnx'], device='cpu').providers == ['CPUExecutionProvider']
+    assert load_backend(models['onnx'], threads=1).options.intra_op_num_threads == 1
+
+    assert backends.tensorrt_device('auto') == backends.tensorrt_device('cuda') == 0
+    assert backends.tensorrt_device('cuda:2') == 2
+    with pytest.raises(backends.DeviceUnavailable, match='tensorrt backend needs a GPU'):
+        backends.tensorrt_device('cpu')
+
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    assert backends.torch_device('auto') == backends.torch_device('cpu') == 'cpu'
+    with pytest.raises(backends.DeviceUnavailable, match="'cuda:1' needs a CUDA GPU"):
+        backends.torch_device('cuda:1')
+    assert load_backend(models['checkpoint'], device='auto').device == 'cpu'
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 2)
+    assert backends.torch_device('auto') == 'cuda'
+    assert backends.torch_device('cuda:1') == 'cuda:1'
+    with pytest.raises(backends.DeviceUnavailable, match='sees 2 CUDA device'):
+        backends.torch_device('cuda:2')
+    for device in ('gpu', 'cuda:', 'CPU', None):
+        with pytest.raises(ValueError, match="device must be 'auto', 'cpu', 'cuda' or 'cuda:N'"):
+            load_backend(models['onnx'], device=device)
+
+
+def test_bench_device_cuda_without_cuda_is_one_line_and_cpu_runs(models, monkeypatch, capsys):
+    import onnxruntime
+    from liteseg_ros.cli import main
+
+    monkeypatch.setattr(onnxruntime, 'get_available_providers', lambda: ['CPUExecutionProvider'])
+    args = ['bench', str(models['onnx']), '--frame-size', '128x64', '--iterations', '1',
+            '--warmup', '0']
+    assert main(args + ['--device', 'cuda']) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert 'CUDAExecutionProvider' in err and 'Traceback' not in err
+    assert main(args + ['--device', 'cpu', '--threads', '1']) == 0
+    assert 'onnxruntime on CPU' in capsys.readouterr().out
+
+
+def test_output_renderer_gives_each_output_and_one_png_setting(tmp_path):
+    import cv2
+    from liteseg_ros.inference.outputs import (encode_png, output_topic, OUTPUTS,
+                                               OutputRenderer, write_png)
+
+    names = ['road', 'sidewalk', 'car']
+    palette = [[128, 64, 128], [244, 35, 232], [0, 0, 142]]
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    mask = rng.integers(0, 3, (6, 8), dtype=np.uint8)
+    confidence = rng.random((6, 8), dtype=np.float32)
+    renderer = OutputRenderer(names, palette, overlay_alpha=0.25)
+    out = renderer.render(OUTPUTS, image, mask, confidence)
+    assert list(out) == list(OUTPUTS)
+    color = np.asarray(palette, np.uint8)[mask]
+    np.testing.assert_array_equal(out['color'], color)
+    # Rounded to uint8: half a grey level, plus float round-off of the blend.
+    assert np.abs(out['overlay'] - (0.75 * image + 0.25 * color)).max() <= 0.5 + 1e-6
+    np.testing.assert_array_equal(out['mask'], mask)
+    np.testing.assert_array_equal(cv2.imdecode(np.frombuffer(out['mask/compressed'], np.uint8),
+                                               cv2.IMREAD_UNCHANGED), mask)
+    np.testing.assert_array_equal(out['confidence'], np.rint(confidence * 255))
+    np.testing.assert_array_equal(out['drivable_area'], np.where(mask == 0, 255, 0))
+    renderer.drivable_classes = ['Sidewalk', 'car']
+    np.testing.assert_array_equal(renderer.render(['drivable_area'], image, mask)
+                                  ['drivable_area'], np.where(mask > 0, 255, 0))
+    assert 'confidence' not in renderer.render(['confidence'], image, mask)
+    with pytest.raises(ValueError, match="'sky' is not a class of this model"):
+        renderer.drivable_classes = ['sky']
+    with pytest.raises(ValueError, match='unknown output'):
+        renderer.render(['colour'], image, mask)
+    write_png(tmp_path / 'sub' / 'color.png', out['color'])
+    np.testing.assert_array_equal(cv2.imread(str(tmp_path / 'sub' / 'color.png'))[:, :, ::-1],
+                                  color)
+    assert encode_png(mask) == out['mask/compressed']
+    assert output_topic('/cam0', 'mask/compressed') == '/cam0/segmentation/mask/compressed'

@@ -204,7 +204,7 @@ def diagnostics_of(node, executor, launch, names, timeout=60):
 
 def test_segment_launch_starts_the_node(tmp_path, onnx_model, client):
     """segment.launch.py with the installed config: node up in its namespace, masks out."""
-    from liteseg_ros.ros.image_codecs import rgb8_message
+    from liteseg_ros.ros.messages import rgb8_message
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 

@@ -115,6 +115,7 @@ def test_ohem_matches_straightforward_implementation(name):
     expected, kept = reference_ohem(logits, label, thresh, min_kept)
     mask = loss_fn.kept_mask(torch.from_numpy(logits), torch.from_numpy(label))
     assert set(np.flatnonzero(mask.numpy()).tolist()) == kept
+    # float32 log-softmax and a mean over <= 126 pixels vs float64: ~1e-6 relative; abs for 0.
     assert float(ours) == pytest.approx(expected, rel=1e-5, abs=1e-7)
     valid = int((label != 255).sum())
     if name == 'kth_above_thresh':
@@ -141,7 +142,7 @@ def test_multi_head_loss_sums_weighted_heads():
     total = MultiHeadLoss(ohem, [1.0, 0.4, 0.25])(heads, torch.from_numpy(label))
     expected = sum(coef * reference_ohem(h.numpy(), label, 0.7, 40)[0]
                    for coef, h in zip([1.0, 0.4, 0.25], heads))
-    assert float(total) == pytest.approx(expected, rel=1e-5)
+    assert float(total) == pytest.approx(expected, rel=1e-5)  # float32 vs float64, as above
     loss = build_loss(load_config(CITY_CONFIG))
     assert loss.coefs == [1.0, 1.0, 1.0]
     assert (loss.loss.thresh, loss.loss.min_kept, loss.loss.ignore_index) == (0.7, 130000, 255)
@@ -166,7 +167,9 @@ def test_ohem_matches_paddleseg(tmp_path):
         loss = OHEMCrossEntropy(thresh, min_kept)(x, torch.from_numpy(label))
         loss.backward()
         paddle_loss = float(reference[f'loss/{name}'])
+        # Two float32 log-softmaxes: ~1e-6 of the loss apart; abs for a loss of 0.
         assert float(loss.detach()) == pytest.approx(paddle_loss, rel=1e-5, abs=1e-7), name
+        # Gradients (p - onehot) / kept pixels, <= ~1e-2: atol is ~1e-5 of the largest.
         np.testing.assert_allclose(x.grad.numpy(), reference[f'grad/{name}'], rtol=1e-4,
                                    atol=1e-7, err_msg=name)
 
@@ -205,6 +208,7 @@ def test_confusion_matrix_equals_paddleseg_areas():
         for total, area in zip(totals, paddleseg_areas(pred, label, num_classes)):
             total += area
     iou, miou, accuracy = paddleseg_miou(*totals)
+    # Ratios of the same integer counts in float64: round-off only (~1e-16).
     np.testing.assert_allclose(confusion.iou(), iou, rtol=1e-12)
     assert confusion.iou()[5] == 0.0  # empty union counts 0 in PaddleSeg's mean
     assert confusion.miou() == pytest.approx(miou, rel=1e-12)
@@ -277,6 +281,7 @@ def test_miou_equals_cityscapesscripts(tmp_path, monkeypatch, with_empty_class):
     assert [Path(p).name for p in predictions] == [f'{s}_leftImg8bit.png' for s in stems]
     official = module.evaluateImgLists(predictions, ground_truth, module.args)
     ours = confusion.iou(empty=np.nan)
+    # Both are float64 ratios of the same integer counts: rel=1e-12 is round-off.
     for train_id, name in enumerate(dataset.class_names):
         score = official['classScores'][name]
         if np.isnan(ours[train_id]):
@@ -288,7 +293,8 @@ def test_miou_equals_cityscapesscripts(tmp_path, monkeypatch, with_empty_class):
     if not with_empty_class:
         assert official['averageScoreClasses'] == pytest.approx(confusion.miou(), rel=1e-12)
     else:  # PaddleSeg counts the empty class as 0, Cityscapes skips it
-        assert confusion.miou() == pytest.approx(confusion.miou(skip_empty=True) * 18 / 19)
+        assert confusion.miou() == pytest.approx(  # float64: round-off only
+            confusion.miou(skip_empty=True) * 18 / 19, rel=1e-12)
 
 
 @pytest.mark.slow
@@ -305,7 +311,7 @@ def test_reduce_distributed_sums_over_processes(tmp_path):
     for result in results:
         # Rank 0 evaluated images 0, 2, 4 and rank 1 images 1, 3: both hold the full sum.
         assert result['confusion'] == single['confusion'].tolist()
-        assert result['miou'] == pytest.approx(single['miou'], rel=1e-12)
+        assert result['miou'] == pytest.approx(single['miou'], rel=1e-12)  # same counts
         assert result['manual'] == [[3, 3, 3]] * 3  # 1 from rank 0 + 2 from rank 1
 
 
@@ -383,6 +389,7 @@ def test_evaluate_equals_direct_computation(tmp_path, eval_size, scales, flip):
     labels = [dataset.label_path(i) for i in range(len(dataset))]
     (iou, miou, accuracy), (intersect, _, _) = direct_evaluation(
         model, written['val'], labels, eval_size or (128, 64), scales, flip)
+    # The same integer counts (checked below) divided in float64: round-off only.
     assert result['miou'] == pytest.approx(miou, rel=1e-12)
     assert result['pixel_accuracy'] == pytest.approx(accuracy, rel=1e-12)
     assert list(result['per_class_iou'].values()) == pytest.approx(iou.tolist(), rel=1e-12)
@@ -411,7 +418,7 @@ def test_evaluate_cli_writes_metrics_plot_and_test_server_pngs(tmp_path, monkeyp
     loaded = torch.load(checkpoint, weights_only=True)
     model.load_state_dict(loaded['model'])
     expected = evaluate(model, dataset, 19, eval_size=(64, 32), flip=True, progress=False)
-    assert metrics['miou'] == pytest.approx(expected['miou'], rel=1e-12)
+    assert metrics['miou'] == pytest.approx(expected['miou'], rel=1e-12)  # same counts
     assert metrics['confusion'] == expected['confusion'].tolist()
     written = sorted(pngs.rglob('*.png'))
     assert [p.name for p in written] == ['frankfurt_000000_000019_leftImg8bit.png',
@@ -427,6 +434,7 @@ def test_evaluate_cli_writes_metrics_plot_and_test_server_pngs(tmp_path, monkeyp
                                        module.args)
     for name, iou in metrics['per_class_iou'].items():
         score = official['classScores'][name]
+        # Both float64 ratios of the same integer counts: round-off only.
         assert (iou == 0.0 and np.isnan(score)) or score == pytest.approx(iou, rel=1e-12)
     custom = REPO / 'training' / 'configs' / 'custom_finetune_example.yaml'
     assert evaluate_main(['--config', str(custom), '--checkpoint', str(checkpoint)]) == 2

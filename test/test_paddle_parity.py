@@ -21,15 +21,22 @@ under ``.cache/paddle_ref/``, or uses ``$LITESEG_PADDLE_VENV``).  In one subproc
 of PaddleSeg's configs, fills all weights and BN statistics from a seeded RNG (so logits are
 O(1..10), not PaddleSeg's ~1e-10 init), and saves the ``.pdparams``, an input and the logits.
 Here each ``.pdparams`` goes through the user-facing converter CLI into a checkpoint, is
-loaded with ``liteseg_ros.model.load_model`` and must reproduce Paddle's logits:
+loaded with ``liteseg_ros.model.load_model`` and must reproduce Paddle's logits.
 
-- eval mode, fp32 CPU: max |logit difference| <= 1e-4 (float32 rounding of two different
-  convolution libraries over ~30 layers is ~1e-6 relative; a real mismatch, e.g. a wrong
-  resize mode, padding or pooling edge, gives differences of 1e-2 and more);
-- argmax agreement on >= 99.99 % of pixels;
-- trainable parameter count equal to Paddle's (and to DESIGN.md for 19 classes);
-- train mode (3 heads, BN with batch statistics over a batch of 2): as close to our fp64
-  computation as our own fp32 one (see test_train_logits_match);
+float32 rounding depends on the CPU (oneDNN's AVX2 and AVX-512 kernels sum in different
+orders), so the reference of every comparison is float64 (``tolerances.py``): Paddle's model
+and ours each also run in float64, and
+
+- eval mode: Paddle float64 equals our float64 to 3.8e-6 of the logit scale (Paddle's
+  bilinear resize computes its coordinates in float32 even for float64 tensors; everything
+  else agrees to float64 round-off); Paddle float32 and our float32 each lie within
+  ``LOGIT_REL`` (1.2e-4) of our float64 (a real mismatch such as align_corners=True in one
+  resize moves logits by 0.2 of the scale);
+- argmax: Paddle float64 equals ours on every pixel that is not a near-tie; Paddle float32
+  and our float32 agree with our float64 on >= 99.99 % of pixels;
+- trainable parameter count equal to Paddle's (and to docs/training.md's figures for 19 classes);
+- train mode (3 heads, BN with batch statistics over a batch of 2): the same comparisons
+  with bounds widened by train-mode BN's error growth (see test_train_logits_match);
 - BN running statistics after that train-mode step (see test_train_running_stats_match).
 
 Without the reference venv (no network to build it) these tests fail under CI and skip
@@ -49,6 +56,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paddle_reference import env as paddle_env  # noqa: E402,I100
+from tolerances import (argmax_agreement, ARGMAX_MIN_AGREEMENT,  # noqa: E402
+                        assert_logits_close, FLOAT32_EPS, float64_logits, TRAIN_BN_GROWTH,
+                        TRAIN_LOGIT_REL)
 
 pytestmark = [pytest.mark.paddle, pytest.mark.slow]
 
@@ -57,12 +67,14 @@ CASES = [('t', 19, 512, 1024), ('b', 19, 512, 1024), ('t', 11, 720, 960), ('b', 
 CASE_IDS = [paddle_env.case_name(c) for c in CASES]
 SEED = 0
 EXPECTED_TRAINABLE_19 = {'t': 8141600, 'b': 12366464}
-EVAL_ATOL = 1e-4
-# See test_train_logits_match and test_train_running_stats_match.
-TRAIN_NOISE_FACTOR = 4.0
+# Paddle's bilinear resize rounds its source coordinates (up to ~30 on the x32 map) to
+# float32 even for float64 tensors: ~32 eps32 of a pixel step per resize (measured 9e-8).
+PADDLE_FLOAT64_REL = FLOAT32_EPS * 32
 BN_MOMENTUM = 0.1
-RUNNING_STATS_RTOL = 1e-3
-ARGMAX_MIN_AGREEMENT = 0.9999
+# Batch statistics average train-mode activations, whose float32 error grows as the train
+# logits' does (measured at most 2.6e-4 vs 2.9e-4 for the logits, AVX2 and AVX-512).  A
+# variance torch's way (unbiased) would be off by 100 % in SPPM's 1x1 bin, 14 % in its 2x2.
+RUNNING_STATS_RTOL = TRAIN_LOGIT_REL
 
 
 @pytest.fixture(scope='session')
@@ -118,12 +130,18 @@ def _eval_logits(case_dir):
 
 
 @functools.lru_cache(maxsize=None)
+def _eval_logits64(case_dir):
+    """Our eval logits in float64: the reference of the float32 comparisons."""
+    return float64_logits(_load(case_dir), np.load(case_dir / 'input.npy'))
+
+
+@functools.lru_cache(maxsize=None)
 def _train_step(case_dir):
     """
     Train-mode forward of the train batch in fp32 and in fp64.
 
-    Returns (fp32 3-head logits, fp64 3-head logits, state dict before, state dict after the
-    fp32 step).
+    Returns (fp32 3-head logits, fp64 3-head logits, state dict before, state dicts after the
+    fp32 and the fp64 step).
     """
     model = _load(case_dir)
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -136,45 +154,62 @@ def _train_step(case_dir):
     assert isinstance(heads, (list, tuple)) and len(heads) == 3, \
         f'train forward must return the 3 head logits, got {type(heads)}'
     after = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    return torch.stack(list(heads)).numpy(), torch.stack(list(heads64)).numpy(), before, after
+    after64 = {k: v.detach().clone() for k, v in model64.state_dict().items()}
+    return (torch.stack(list(heads)).numpy(), torch.stack(list(heads64)).numpy(), before, after,
+            after64)
 
 
 @pytest.mark.parametrize('case', CASE_IDS)
 def test_eval_logits_match(paddle_cases, case):
-    """Our eval logits equal PaddleSeg's to 1e-4 for the same converted weights and input."""
+    """Paddle's float64 logits equal ours; both float32 ones lie within LOGIT_REL of ours64."""
     case_dir = paddle_cases[case]
-    ref = np.load(case_dir / 'logits.npy')
-    ours = _eval_logits(case_dir)
-    assert ours.shape == ref.shape, f'{case}: logits shape {ours.shape}, paddle {ref.shape}'
-    diff = np.abs(ours.astype(np.float64) - ref)
-    print(f'\n[parity] {case}: eval max|diff| {diff.max():.3e} mean {diff.mean():.3e} '
-          f'(|paddle logits| max {np.abs(ref).max():.2f}, std {ref.std():.2f})')
-    worst = np.unravel_index(diff.argmax(), diff.shape)
-    assert diff.max() <= EVAL_ATOL, (
-        f'{case}: max |ours - paddle| = {diff.max():.3e} > {EVAL_ATOL} at (n, c, y, x) = '
-        f'{tuple(int(i) for i in worst)}: ours {ours[worst]:.6f}, paddle {ref[worst]:.6f}')
+    ref32 = np.load(case_dir / 'logits.npy')
+    ref64 = np.load(case_dir / 'logits64.npy')
+    ours32, ours64 = _eval_logits(case_dir), _eval_logits64(case_dir)
+    assert ours32.shape == ref32.shape, (
+        f'{case}: logits shape {ours32.shape}, paddle {ref32.shape}')
+    print(f'\n[parity] {case}: |our float64 logits| max {np.abs(ours64).max():.2f}, '
+          f'std {ours64.std():.2f}; float32 max|ours - paddle| '
+          f'{np.abs(ours32.astype(np.float64) - ref32).max():.2e}')
+    assert_logits_close(ref64, ours64, f'{case} paddle float64 vs ours float64',
+                        PADDLE_FLOAT64_REL)
+    assert_logits_close(ref32, ours64, f'{case} paddle float32 vs ours float64')
+    assert_logits_close(ours32, ours64, f'{case} ours float32 vs ours float64')
+
+
+def _near_tie(logits, rel):
+    """Pixels whose two best classes lie within 2 * rel of the logit scale."""
+    top2 = np.sort(logits, axis=1)[:, -2:]
+    return top2[:, 1] - top2[:, 0] <= 2 * rel * np.abs(logits).max()
 
 
 @pytest.mark.parametrize('case', CASE_IDS)
 def test_argmax_agreement(paddle_cases, case):
-    """Class maps agree with PaddleSeg's on at least 99.99 % of pixels."""
+    """Class maps equal PaddleSeg's in float64; float32 ones agree on >= 99.99 % of pixels."""
     case_dir = paddle_cases[case]
-    ref = np.load(case_dir / 'logits.npy').argmax(axis=1)
-    ours = _eval_logits(case_dir).argmax(axis=1)
-    agreement = float((ours == ref).mean())
-    classes = np.unique(ref).size
-    print(f'\n[parity] {case}: argmax agreement {agreement * 100:.4f} % '
-          f'({int((ours != ref).sum())} of {ref.size} pixels differ; '
-          f'paddle uses {classes} classes)')
-    assert classes > 1, f'{case}: paddle predicts a single class, the check would be vacuous'
-    assert agreement >= ARGMAX_MIN_AGREEMENT, (
-        f'{case}: argmax agrees on {agreement * 100:.4f} % of pixels, need '
-        f'{ARGMAX_MIN_AGREEMENT * 100:.2f} %')
+    ours64 = _eval_logits64(case_dir)
+    ref64 = np.load(case_dir / 'logits64.npy')
+    classes = np.unique(ours64.argmax(axis=1)).size
+    assert classes > 1, f'{case}: the model predicts a single class, the check would be vacuous'
+    # Outside near-ties the logit bound leaves no room for a class to flip.
+    clear = ~_near_tie(ours64, PADDLE_FLOAT64_REL)
+    differ = (ref64.argmax(axis=1) != ours64.argmax(axis=1)) & clear
+    print(f'\n[parity] {case}: float64 class maps differ on {int(differ.sum())} of '
+          f'{int(clear.sum())} pixels that are not near-ties ({classes} classes)')
+    assert not differ.any(), f'{case}: paddle float64 classes differ from ours'
+    for name, logits in (('paddle float32', np.load(case_dir / 'logits.npy')),
+                         ('ours float32', _eval_logits(case_dir))):
+        agreement = argmax_agreement(logits, ours64)
+        print(f'[parity] {case}: {name} vs ours float64 argmax agreement '
+              f'{agreement * 100:.4f} %')
+        assert agreement >= ARGMAX_MIN_AGREEMENT, (
+            f'{case}: {name} argmax agrees with ours float64 on {agreement * 100:.4f} % of '
+            f'pixels, need {ARGMAX_MIN_AGREEMENT * 100:.2f} %')
 
 
 @pytest.mark.parametrize('case', CASE_IDS)
 def test_trainable_parameter_count(paddle_cases, case):
-    """Trainable parameters equal PaddleSeg's (stop_gradient False) and DESIGN.md's figures."""
+    """Trainable parameters equal PaddleSeg's (stop_gradient False), as in docs/training.md."""
     case_dir = paddle_cases[case]
     info = _info(case_dir)
     model = _load(case_dir)
@@ -192,36 +227,28 @@ def test_train_logits_match(paddle_cases, case):
     """
     Train mode (3 heads, BN on the statistics of a batch of 2) equals PaddleSeg's.
 
-    Train-mode BN divides by per-channel batch std and the reductions run in a different
-    order in each framework, so fp32 rounding grows through the deep backbone: our own fp32
-    output differs from our fp64 output by up to ~1e-3 for B (measured), and Paddle's fp32
-    output differs from it by the same amount.  A fixed tolerance would either be loose or
-    flaky, so the test asks that Paddle be as close to our model computed exactly (fp64) as
-    our own fp32 computation is: |paddle - ours64| <= TRAIN_NOISE_FACTOR * |ours32 - ours64|
-    per head (plus a 1e-5 floor).  A modelling mismatch breaks this by orders of magnitude.
+    Train-mode BN divides by per-channel batch std (over 2 values in SPPM's 1x1 bin), which
+    multiplies the relative error of what comes before it: our float32 heads differ from
+    our float64 ones by up to 2e-4 of the logit scale for B (measured), 17x (T) to 150x (B)
+    the eval-mode error.  So per head, with the bounds grown by TRAIN_BN_GROWTH:
+    |paddle64 - ours64| <= TRAIN_BN_GROWTH * PADDLE_FLOAT64_REL and |paddle32 - ours64|,
+    |ours32 - ours64| <= TRAIN_LOGIT_REL, all relative to max|ours64| of the head.
+    A modelling mismatch breaks the float64 bound by orders of magnitude.
     """
     case_dir = paddle_cases[case]
-    ref = np.load(case_dir / 'train_logits.npy')
-    ours, ours64, _, _ = _train_step(case_dir)
-    assert ours.shape == ref.shape, f'{case}: train logits shape {ours.shape}, paddle {ref.shape}'
-
-    def per_head(a, b):
-        return np.abs(a.astype(np.float64) - b).reshape(3, -1).max(axis=1)
-
-    paddle_vs_exact = per_head(ref, ours64)
-    ours_vs_exact = per_head(ours, ours64)
-    ours_vs_paddle = per_head(ours, ref)
-
-    def fmt(values):
-        return ', '.join(f'{v:.2e}' for v in values)
-
-    print(f'\n[parity] {case}: train max|diff| per head (x8, x16, x32): ours32-paddle '
-          f'{fmt(ours_vs_paddle)}; paddle-ours64 {fmt(paddle_vs_exact)}; ours32-ours64 '
-          f'{fmt(ours_vs_exact)} (|paddle logits| max {np.abs(ref).max():.2f})')
-    limit = np.maximum(TRAIN_NOISE_FACTOR * ours_vs_exact, 1e-5)
-    assert np.all(paddle_vs_exact <= limit), (
-        f'{case}: paddle train-mode logits are further from our fp64 model ({fmt(paddle_vs_exact)}'
-        f') than {TRAIN_NOISE_FACTOR}x our own fp32 rounding ({fmt(ours_vs_exact)})')
+    ref32 = np.load(case_dir / 'train_logits.npy')
+    ref64 = np.load(case_dir / 'train_logits64.npy')
+    ours32, ours64, _, _, _ = _train_step(case_dir)
+    assert ours32.shape == ref32.shape, (
+        f'{case}: train logits shape {ours32.shape}, paddle {ref32.shape}')
+    for head, name in enumerate(('x8', 'x16', 'x32')):
+        exact = ours64[head]
+        assert_logits_close(ref64[head], exact, f'{case} train head {name}: paddle float64 vs '
+                            'ours float64', PADDLE_FLOAT64_REL * TRAIN_BN_GROWTH)
+        assert_logits_close(ref32[head], exact, f'{case} train head {name}: paddle float32 vs '
+                            'ours float64', TRAIN_LOGIT_REL)
+        assert_logits_close(ours32[head], exact, f'{case} train head {name}: ours float32 vs '
+                            'ours float64', TRAIN_LOGIT_REL)
 
 
 @pytest.mark.parametrize('case', CASE_IDS)
@@ -230,29 +257,36 @@ def test_train_running_stats_match(paddle_cases, case):
     BN running mean/variance after one train-mode step equal PaddleSeg's.
 
     Both start from the same converted statistics, so the batch statistic each framework
-    folded in is b = (new - (1 - m) * old) / m with m = 0.1 (Paddle momentum 0.9).  It must
-    agree to 1e-3 of its per-layer magnitude (fp32 noise measured <= 2.3e-4).  PaddleSeg
-    (Paddle BatchNorm) folds in the *biased* batch variance, torch's BatchNorm the unbiased
-    one: a factor n/(n-1) with n = N*H*W, i.e. 2x for SPPM bin 1 (n = batch size), 14 % for
-    bin 2 and 0.4 % at x32 for this batch of two 256x512 images.
+    folded in is b = (new - (1 - m) * old) / m with m = 0.1 (Paddle momentum 0.9).  Paddle's
+    float32 one and ours must each agree with our float64 one to RUNNING_STATS_RTOL of its
+    per-layer magnitude.  PaddleSeg (Paddle BatchNorm) folds in the *biased* batch variance,
+    torch's BatchNorm the unbiased one: a factor n/(n-1) with n = N*H*W, i.e. 2x for SPPM
+    bin 1 (n = batch size), 14 % for bin 2 and 0.4 % at x32 for this batch of two 256x512
+    images.
     """
     case_dir = paddle_cases[case]
-    _, _, before, after = _train_step(case_dir)
+    _, _, before, after, after64 = _train_step(case_dir)
     ref = _load(case_dir, 'train_state.pdparams').state_dict()
-    errors = {}
-    for key, value in ref.items():
-        if key.endswith(('running_mean', 'running_var')):
-            start = before[key].double()
-            paddle_batch = (value.double() - (1 - BN_MOMENTUM) * start) / BN_MOMENTUM
-            ours_batch = (after[key].double() - (1 - BN_MOMENTUM) * start) / BN_MOMENTUM
-            scale = paddle_batch.abs().max().item() + 1e-12
-            errors[key] = (ours_batch - paddle_batch).abs().max().item() / scale
-    assert errors, 'no BN running statistics found in the converted state dict'
-    top = sorted(errors.items(), key=lambda kv: -kv[1])[:5]
-    print(f'\n[parity] {case}: BN batch statistics max rel diff {top[0][1]:.3e} ({top[0][0]})')
-    bad = [f'{k}: {v:.3e}' for k, v in top if v > RUNNING_STATS_RTOL]
-    assert not bad, (f'{case}: BN running statistics differ from PaddleSeg after one train '
-                     f'step (relative to the batch statistic): {"; ".join(bad)}')
+
+    def batch_statistic(state, key):
+        return (state[key].double() - (1 - BN_MOMENTUM) * before[key].double()) / BN_MOMENTUM
+
+    keys = [k for k in ref if k.endswith(('running_mean', 'running_var'))]
+    assert keys, 'no BN running statistics found in the converted state dict'
+    for name, state in (('paddle float32', ref), ('ours float32', after)):
+        errors = {}
+        for key in keys:
+            exact = batch_statistic(after64, key)
+            # The float64 statistic is never all zero here; the floor only guards a division.
+            scale = exact.abs().max().item() + 1e-12
+            errors[key] = (batch_statistic(state, key) - exact).abs().max().item() / scale
+        top = sorted(errors.items(), key=lambda kv: -kv[1])[:5]
+        print(f'\n[parity] {case}: {name} vs ours float64 BN batch statistics max rel diff '
+              f'{top[0][1]:.3e} ({top[0][0]})')
+        bad = [f'{k}: {v:.3e}' for k, v in top if v > RUNNING_STATS_RTOL]
+        assert not bad, (f'{case}: {name} BN running statistics differ from our float64 ones '
+                         f'after one train step (relative to the batch statistic): '
+                         f'{"; ".join(bad)}')
 
 
 def test_pdparams_pickle_format(paddle_cases):
@@ -281,4 +315,5 @@ def test_onnxruntime_agrees_with_pytorch_on_converted_weights(paddle_cases, case
     ort_mask = Segmenter.from_file(onnx_path).segment(frame).mask
     agreement = float((torch_mask == ort_mask).mean())
     print(f'{case}: ONNX Runtime vs PyTorch argmax agreement {100 * agreement:.4f} %')
-    assert agreement >= 0.9999
+    # Two float32 implementations: each flips only near-ties (see ARGMAX_MIN_AGREEMENT).
+    assert agreement >= ARGMAX_MIN_AGREEMENT

@@ -32,21 +32,24 @@ import json
 import sys
 import types
 
-from liteseg_ros.inference import load_backend, ModelFileError, Segmenter, tensorrt_engine
+from liteseg_ros.inference import load_backend, ModelFileError, Segmenter
 from liteseg_ros.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
 from liteseg_ros.inference.backends.tensorrt_backend import TensorRTBackend
-from liteseg_ros.inference.model_files import engine_sidecar
-from liteseg_ros.inference.tensorrt_engine import (build_engine, cache_key, cached_engine,
-                                                   calibration_files, check_platform,
-                                                   engine_cache_key, engine_shapes,
-                                                   HostDeviceBuffer, load_calibration_image,
-                                                   read_calibration_cache, read_sidecar,
-                                                   tensorrt_onnx, write_calibration_cache)
+from liteseg_ros.inference.model_files import engine_sidecar, onnx_metadata
+from liteseg_ros.inference.tensorrt import build as trt_build, cuda_memory, runtime
+from liteseg_ros.inference.tensorrt import (build_engine, cache_key, cached_engine,
+                                            calibration_files, check_platform,
+                                            DEFAULT_MAX_BATCH, engine_cache_key, engine_shapes,
+                                            file_sha256, HostDeviceBuffer, import_tensorrt,
+                                            load_calibration_image, PLATFORM_FIELDS,
+                                            read_calibration_cache, read_sidecar,
+                                            tensorrt_onnx, write_calibration_cache)
 from model_fixtures import make_checkpoint, street_image
 import numpy as np
 import onnx
 from onnx import TensorProto
 import pytest
+from tolerances import assert_confidence_close, assert_logits_close
 from training.export import export_onnx
 
 SMALL = [128, 256]
@@ -99,7 +102,7 @@ def test_cache_key_changes_with_every_input_and_only_with_them(tmp_path):
                 key(compute_capability='8.7'), key(precision='fp32'), key(precision='int8'),
                 key(shapes=dynamic)]
     assert len({reference, *variants}) == 1 + len(variants)
-    sha = tensorrt_engine.file_sha256(first)
+    sha = file_sha256(first)
     assert cache_key(sha, 'fp16', SHAPES, *PLATFORM.values()) == reference
     assert cache_key(sha, 'fp16', SHAPES, *PLATFORM.values(), variant='logits') != reference
     assert cache_key(sha, 'fp16', SHAPES, *PLATFORM.values(), calibration='x') != reference
@@ -114,7 +117,7 @@ def test_engine_shapes_for_fixed_and_dynamic_exports():
     with pytest.raises(ValueError, match='--batch 3 or --dynamic-batch'):
         engine_shapes(io, batch=3)
     dynamic = dict(io, batch='dynamic')
-    assert engine_shapes(dynamic)['max'][0] == tensorrt_engine.DEFAULT_MAX_BATCH
+    assert engine_shapes(dynamic)['max'][0] == DEFAULT_MAX_BATCH
     assert engine_shapes(dynamic)['opt'][0] == 1
     assert engine_shapes(dynamic, 6)['min'][0] == 1
     assert engine_shapes(dynamic, 6)['opt'][0] == engine_shapes(dynamic, 6)['max'][0] == 6
@@ -145,7 +148,7 @@ def test_platform_mismatch_names_the_field_and_the_rebuild_command(field, label,
     message = str(error.value)
     assert message.startswith(engine)
     assert f'{label}: engine built with {value!r}, this machine has {PLATFORM[field]!r}' in message
-    others = [lab for f, lab in tensorrt_engine.PLATFORM_FIELDS if f != field]
+    others = [lab for f, lab in PLATFORM_FIELDS if f != field]
     assert not any(f'{other}: engine built' in message for other in others)
     assert ('python -m training.export CHECKPOINT.pt --onnx /models/t.onnx --engine '
             '/models/t.engine --precision fp16') in message
@@ -192,7 +195,7 @@ def test_without_tensorrt_the_error_says_so_and_names_the_alternatives(monkeypat
 def test_old_tensorrt_is_refused(monkeypatch):
     monkeypatch.setitem(sys.modules, 'tensorrt', types.SimpleNamespace(__version__='8.6.1'))
     with pytest.raises(ImportError, match='TensorRT 8.6.1 is too old.*needs TensorRT >= 10'):
-        tensorrt_engine.import_tensorrt('x.engine')
+        import_tensorrt('x.engine')
 
 
 def test_calibration_cache_is_used_only_for_its_model_and_images(tmp_path):
@@ -262,7 +265,7 @@ def test_wrapped_graph_breaks_the_uint8_rule_and_the_tensorrt_graph_does_not(mod
     from liteseg_ros.inference.onnx_graph import wrap_pre_post
 
     plain = onnx.load(str(models['onnx']))
-    config, _ = tensorrt_engine.onnx_metadata(plain, models['onnx'])
+    config, _ = onnx_metadata(plain, models['onnx'])
     assert uint8_rule_violations(wrap_pre_post(plain, config['mean'], config['std']))
     model, _, io = tensorrt_onnx(models['onnx'])
     assert uint8_rule_violations(model) == []
@@ -285,14 +288,19 @@ def test_tensorrt_graph_computes_what_the_onnxruntime_backend_computes(models, o
     batch = frames(2)
     got = dict(zip([o.name for o in session.get_outputs()],
                    session.run(None, {io['input']: batch})))
-    expected = OnnxRuntimeBackend(models['dynamic']).run(batch, output, confidence)
+    reference = OnnxRuntimeBackend(models['dynamic'])
+    expected = reference.run(batch, output, confidence)
     if output == 'labels':
         np.testing.assert_array_equal(got['labels'], expected['labels'])
         assert got['labels'].dtype == np.uint8
     else:
-        np.testing.assert_allclose(got['logits'], expected['logits'], rtol=1e-5, atol=1e-4)
+        # Two ONNX Runtime float32 runs of the same network (equal when measured): allow one
+        # network's rounding (tolerances.LOGIT_REL) should ONNX Runtime fuse them differently.
+        assert_logits_close(got['logits'], expected['logits'], 'TensorRT graph vs backend')
     if confidence:
-        np.testing.assert_allclose(got['confidence'], expected['confidence'], atol=1e-6)
+        scale = np.abs(reference.run(batch, 'logits')['logits']).max()
+        assert_confidence_close(got['confidence'], expected['confidence'], scale,
+                                'TensorRT graph vs backend')
 
 
 def test_fused_export_is_used_as_exported_and_refuses_what_it_lacks(models):
@@ -312,7 +320,7 @@ class FakeCuda:
     """Host memory standing in for the GPU: 'device pointers' are numpy array addresses."""
 
     def __init__(self, device=0):
-        self.index = tensorrt_engine._device_index(device)
+        self.index = cuda_memory._device_index(device)
         self.stream_handle = 0
         self.api = 'fake'
 
@@ -572,8 +580,8 @@ def make_fake_tensorrt(version='10.9.0.34'):
 def fake_trt(monkeypatch):
     trt = make_fake_tensorrt()
     monkeypatch.setitem(sys.modules, 'tensorrt', trt)
-    monkeypatch.setattr(tensorrt_engine, '_LOGGER', None)
-    monkeypatch.setattr(tensorrt_engine, 'CudaMemory', FakeCuda)
+    monkeypatch.setattr(runtime, '_LOGGER', None)
+    monkeypatch.setattr(cuda_memory, 'CudaMemory', FakeCuda)
     return trt
 
 
@@ -588,7 +596,7 @@ def test_build_writes_engine_and_a_complete_sidecar(models, fake_trt, tmp_path):
     assert info['io']['output'] == 'labels' and info['io']['layout'] == 'nhwc_uint8'
     assert info['input_shape'] == [1, 128, 256, 3]
     assert info['precision'] == 'fp16'
-    assert info['onnx_sha256'] == tensorrt_engine.file_sha256(models['onnx'])
+    assert info['onnx_sha256'] == file_sha256(models['onnx'])
     assert (info['tensorrt_version'], info['gpu_name'], info['compute_capability']) == (
         '10.9.0.34', 'Fake GPU', '8.6')
     assert timing.read_bytes() == b'fake timing cache'
@@ -640,8 +648,10 @@ def test_onnx_model_builds_once_then_loads_from_the_cache(models, fake_trt, tmp_
     batch = frames(1)
     logits = backend.run(batch, 'logits', confidence=True)
     reference = OnnxRuntimeBackend(models['onnx']).run(batch, 'logits', True)
-    np.testing.assert_allclose(logits['logits'], reference['logits'], rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(logits['confidence'], reference['confidence'], atol=1e-6)
+    # The stand-in engine runs ONNX Runtime too: one float32 network's rounding at most.
+    assert_logits_close(logits['logits'], reference['logits'], 'stand-in engine vs backend')
+    assert_confidence_close(logits['confidence'], reference['confidence'],
+                            np.abs(reference['logits']).max(), 'stand-in engine vs backend')
     backend.run(batch, 'logits')
     assert len(fake_trt.builds) == 2 and len(list(cache.glob('*.engine'))) == 2
     # A new TensorRT gets its own engine.
@@ -718,7 +728,7 @@ def test_int8_calibrates_on_the_images_once_then_reuses_the_table(models, fake_t
 
 
 def test_parse_errors_name_the_onnx_file(models, fake_trt, tmp_path, monkeypatch):
-    monkeypatch.setattr(tensorrt_engine, '_cast_uint8_through_float', lambda model: model)
+    monkeypatch.setattr(trt_build, '_cast_uint8_through_float', lambda model: model)
     with pytest.raises(ModelFileError, match=f"{models['onnx']}: TensorRT 10.9.0.34 cannot "
                                              'parse this model: UINT8 cast not supported'):
         build_engine(models['onnx'], tmp_path / 't.engine')
@@ -747,6 +757,8 @@ def test_fp16_engine_agrees_with_pytorch_fp32(models, tmp_path):
     batch = [street_image(*SMALL, seed=i) for i in range(4)]
     got = np.stack([s.mask for s in segmenter(batch)])
     expected = np.stack([s.mask for s in reference(batch)])
+    # fp16 has 8000x float32's epsilon (9.8e-4): pixels whose two best logits lie within a
+    # few 1e-3 of the logit scale may flip; 0.5 % of the pixels allows for those.
     assert (got == expected).mean() >= 0.995
     assert TensorRTBackend(models['onnx'], cache_dir=tmp_path).engine_path == backend.engine_path
 
@@ -762,6 +774,7 @@ def test_real_engine_file_batches_and_corruption(models, tmp_path):
     single = np.concatenate([backend.run(batch[i:i + 1])['labels'] for i in range(3)])
     np.testing.assert_array_equal(labels, single)
     expected = OnnxRuntimeBackend(models['dynamic']).run(batch)['labels']
+    # TensorRT 'fp32' engines may use TF32 (fp16's 10-bit mantissa): near-ties as for fp16.
     assert (labels == expected).mean() >= 0.995
     data = engine.read_bytes()
     engine.write_bytes(data[:len(data) // 3])

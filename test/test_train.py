@@ -45,11 +45,13 @@ from PIL import Image
 import pytest
 import torch
 from training.config import load_config
+from training.errors import TrainError
 from training.evaluate import evaluate
+from training.logs import CSV_NAME, CURVES_NAME, read_csv
+from training.sampling import IterationSampler
 from training.schedule import build_optimizer, build_scheduler, poly_warmup_lr
 from training.synthetic_data import make_cityscapes_like
-from training.train import (CSV_NAME, CURVES_NAME, IterationSampler, main, read_csv, train,
-                            TrainError)
+from training.train import main, train
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -132,12 +134,13 @@ def test_lr_schedule_equals_formula_and_paddle():
         used.append(optimizer.param_groups[0]['lr'])
         optimizer.step()
         scheduler.step()
+    # The float64 formulas evaluated in another order: round-off ~1e-16 relative.
     for i in (0, 1, 5, 9):  # linear warm-up from warmup_start_lr
         assert used[i] == pytest.approx(start + (lr - start) * i / warmup, rel=1e-12)
     for i in (10, 11, 25, 49):  # poly decay counted from the end of warm-up
         assert used[i] == pytest.approx(lr * (1 - (i - warmup) / (iters - warmup)) ** 0.9,
                                         rel=1e-12)
-    for i, expected in PADDLE_LRS.items():
+    for i, expected in PADDLE_LRS.items():  # abs for the final lr of 0
         assert used[i] == pytest.approx(expected, rel=1e-12, abs=1e-15), i
     assert used == [poly_warmup_lr(i, lr, iters, 0.9, 0.0, warmup, start) for i in range(iters)]
     # state_dict round trip continues the same curve
@@ -156,7 +159,7 @@ def test_weight_decay_on_every_trainable_parameter():
     params = optimizer.param_groups[0]['params']
     assert len(optimizer.param_groups) == 1
     assert {id(p) for p in params} == {id(p) for p in trainable}
-    assert sum(p.numel() for p in params) == 8141600  # DESIGN.md: T trainable parameters
+    assert sum(p.numel() for p in params) == 8141600  # docs/training.md: T trainable parameters
     assert frozen and all(n.endswith('.scale') for n in frozen)  # UAFM's frozen s
     group = optimizer.param_groups[0]
     assert (group['weight_decay'], group['momentum'], group['nesterov'],
@@ -169,6 +172,7 @@ def test_weight_decay_on_every_trainable_parameter():
     optimizer.step()
     for name, p in model.named_parameters():
         expected = before[name] if not p.requires_grad else before[name] * (1 - 0.1 * 5e-4)
+        # float32 p - lr * wd * p vs p * (1 - lr * wd): an ulp or two (1e-7) apart.
         torch.testing.assert_close(p.detach(), expected, rtol=1e-6, atol=1e-9, msg=name)
 
 
@@ -226,9 +230,11 @@ def test_schedule_and_momentum_l2_equal_paddle(tmp_path):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    # float32 SGD steps on O(1) values in two libraries: a few ulps (1e-7) apart.
     np.testing.assert_allclose(lin.weight.detach().numpy().T, ref['w'], rtol=0, atol=1e-6)
     np.testing.assert_allclose(lin.bias.detach().numpy(), ref['b'], rtol=0, atol=1e-6)
     ours = [poly_warmup_lr(i, 0.01, 50, 0.9, 0.0, 10, 1e-5) for i in range(50)]
+    # Both float64 formulas: round-off only; abs for the final lr of 0.
     np.testing.assert_allclose(ours, ref['lrs'], rtol=1e-12, atol=1e-15)
 
 
@@ -273,7 +279,7 @@ def test_training_lowers_loss_and_beats_untrained(dataset_root, tmp_path):
     rows = read_csv(out / CSV_NAME)
     for row in rows:
         expected = poly_warmup_lr(int(row['iteration']) - 1, 0.05, 50, 0.9, 0.0, 5, 1e-5)
-        assert float(row['lr']) == pytest.approx(expected, rel=1e-6)
+        assert float(row['lr']) == pytest.approx(expected, rel=1e-6)  # CSV: 8 digits
 
     # best.pt is a plain liteseg/1 checkpoint; compare it with the untrained initial model.
     from training.datasets import build_dataset
@@ -287,6 +293,7 @@ def test_training_lowers_loss_and_beats_untrained(dataset_root, tmp_path):
     miou_untrained = evaluate(untrained, val, 19, **kwargs)['miou']
     print(f'[train] val mIoU: untrained {miou_untrained:.4f}, trained {miou_trained:.4f}')
     assert miou_trained > miou_untrained + 0.03
+    # The same evaluation of the same weights, written to the CSV with 8 digits.
     assert float(rows[-1]['miou']) == pytest.approx(miou_trained, abs=1e-6)
     assert load_checkpoint(out / 'best.pt')['iteration'] == 50
 
@@ -336,7 +343,7 @@ import itertools, sys
 import torch
 from liteseg_ros.model import build_model
 from training.schedule import build_optimizer, build_scheduler
-from training.train import save_training_checkpoint
+from training.checkpoints import save_training_checkpoint
 
 path, start = sys.argv[1], int(sys.argv[2])
 model = build_model('t', 19, dataset='cityscapes')
@@ -410,7 +417,7 @@ def test_errors_name_the_problem(dataset_root, tmp_path, capsys):
 
 
 def test_pretrained_backbone_is_loaded(dataset_root, tmp_path):
-    from training.train import load_pretrained_backbone
+    from training.checkpoints import load_pretrained_backbone
     source = build_model('t', 19, dataset='cityscapes')
     path = tmp_path / 'stdc1.pt'
     torch.save({'format': 'liteseg-backbone/1', 'variant': 't',
@@ -425,7 +432,7 @@ def test_pretrained_backbone_is_loaded(dataset_root, tmp_path):
 
 def test_fine_tune_initialisation_skips_other_class_counts(tmp_path):
     from liteseg_ros.model import save_checkpoint
-    from training.train import load_initial_weights
+    from training.checkpoints import load_initial_weights
     source = build_model('t', 19, dataset='cityscapes')
     save_checkpoint(tmp_path / 'city.pt', source)
     model = build_model('t', 4, class_names=['a', 'b', 'c', 'd'])
@@ -522,6 +529,7 @@ def test_ddp_matches_single_process(tmp_path, restore_determinism):
     stats = _running_stats_error(a, b)
     print(f'\n[ddp] iteration 1, single vs 2 processes: gradients {per_tensor:.1e} worst '
           f'tensor, {total:.1e} overall; running stats {stats:.1e}')
+    # Summation order only; bounds and measured values in the docstring.
     assert per_tensor < 2e-2 and total < 5e-3
     assert stats < 1e-5
     np.testing.assert_allclose(losses(ddp), losses(single), rtol=1e-5)
@@ -539,6 +547,6 @@ def test_ddp_matches_single_process(tmp_path, restore_determinism):
     print(f'[ddp] losses single {np.round(losses(single), 4).tolist()}, 2 processes '
           f'{np.round(losses(ddp), 4).tolist()}')
     assert len(losses(ddp)) == 6
-    np.testing.assert_allclose(losses(ddp), losses(single), rtol=2e-2)
+    np.testing.assert_allclose(losses(ddp), losses(single), rtol=2e-2)  # chaotic: docstring
     assert read_csv(ddp / CSV_NAME)[-1]['miou'] != ''
     assert load_model(ddp / 'best.pt', variant='t', num_classes=19) is not None

@@ -19,7 +19,8 @@ A config is one YAML mapping. ``_base_: other.yaml`` (a path relative to the fil
 config it extends: the two are deep-merged, the child wins, and lists are replaced, not merged.
 ``load_config(path, overrides)`` applies ``'a.b.c=value'`` overrides (values parsed as YAML),
 fills the optional keys with the defaults below and validates; any problem raises
-``ValueError`` naming the file and the key.
+``ValueError`` naming the file and the key. ``DEFAULTS`` here is the only home of training
+defaults: ``training.train`` reads the resolved config (``resolve_config``) without fallbacks.
 
 Schema (``*`` = required; PaddleSeg's name in brackets where it differs)::
 
@@ -73,7 +74,8 @@ from liteseg_ros.classes import DATASETS
 import yaml
 
 DATASET_TYPES = ('cityscapes', 'camvid', 'folder')
-AMP_MODES = (None, 'bf16', 'fp16')
+# train.amp -> the torch dtype (by name: this module does not import torch) of autocast
+AMP_MODES = {None: None, 'bf16': 'bfloat16', 'fp16': 'float16'}
 NUM_HEADS = 3
 
 DEFAULTS = {
@@ -184,8 +186,18 @@ def load_config(path, overrides=None):
     config = _read_yaml(path, [])
     for override in overrides or ():
         apply_override(config, override, f'{path} (override)')
+    return resolve_config(config, str(path))
+
+
+def resolve_config(config, source='config'):
+    """
+    Return a copy of ``config`` with the defaults filled in, validated.
+
+    The one place training settings get their default values: the training code reads the
+    resolved config and has no fallbacks of its own. Resolving a resolved config changes nothing.
+    """
     config = deep_merge(DEFAULTS, config)
-    validate_config(config, str(path))
+    validate_config(config, source)
     return config
 
 
@@ -227,7 +239,23 @@ def validate_config(config, source='config'):
                 _fail(source, f'{section}.{key}', 'missing required key')
     if not config.get('output_dir'):
         _fail(source, 'output_dir', 'missing required key')
-    model, data, train = config['model'], config['dataset'], config['train']
+    # In this order, so that the first problem of a config is the one reported.
+    _check_model_and_dataset(config, source)
+    _check_train(config, source)
+    _check_optimization(config, source)
+    _check_eval(config, source)
+    for section, key in (('dataset', 'root'), (None, 'output_dir')):
+        holder = config[section] if section else config
+        holder[key] = os.path.expandvars(os.path.expanduser(str(holder[key])))
+    model = config['model']
+    if model.get('input_size') is None:
+        size = config['eval'].get('size')
+        model['input_size'] = [size[1], size[0]] if size else [512, 1024]
+    return config
+
+
+def _check_model_and_dataset(config, source):
+    model, data = config['model'], config['dataset']
     if model['variant'] not in ('t', 'b'):
         _fail(source, 'model.variant', f"expected 't' or 'b', found {model['variant']!r}")
     _number(config, 'model', 'num_classes', source, int, 1)
@@ -258,6 +286,10 @@ def validate_config(config, source='config'):
                                            for c in palette)):
         _fail(source, 'dataset.palette', f"expected {model['num_classes']} [r, g, b] colours")
     _number(config, 'dataset', 'ignore_index', source, int, 0)
+
+
+def _check_train(config, source):
+    train = config['train']
     _number(config, 'train', 'iters', source, int, 1)
     _number(config, 'train', 'batch_size', source, int, 1)
     _number(config, 'train', 'num_workers', source, int, 0)
@@ -277,10 +309,14 @@ def validate_config(config, source='config'):
             _fail(source, 'train.distort', f'expected numbers {keys} (or null), found '
                   f'{distort!r}')
     if train['amp'] not in AMP_MODES:
-        _fail(source, 'train.amp', f'expected one of {AMP_MODES}, found {train["amp"]!r}')
+        _fail(source, 'train.amp', f'expected one of {tuple(AMP_MODES)}, found '
+              f'{train["amp"]!r}')
     for key in ('log_every', 'eval_every', 'save_every'):
         _number(config, 'train', key, source, int, 1)
     _number(config, 'train', 'seed', source, int, 0)
+
+
+def _check_optimization(config, source):
     if config['optimizer']['type'] != 'sgd':
         _fail(source, 'optimizer.type', f"only 'sgd' is supported, found "
               f"{config['optimizer']['type']!r}")
@@ -302,6 +338,9 @@ def validate_config(config, source='config'):
     if not isinstance(coefs, list) or len(coefs) != NUM_HEADS:
         _fail(source, 'loss.coefs', f'expected {NUM_HEADS} numbers (one per head), found '
               f'{coefs!r}')
+
+
+def _check_eval(config, source):
     evaluation = config['eval']
     _size(evaluation.get('size'), source, 'eval.size', allow_none=True)
     scales = evaluation.get('scales')
@@ -311,10 +350,3 @@ def validate_config(config, source='config'):
               f'{scales!r}')
     if not isinstance(evaluation.get('flip'), bool):
         _fail(source, 'eval.flip', f"expected true or false, found {evaluation.get('flip')!r}")
-    for section, key in (('dataset', 'root'), (None, 'output_dir')):
-        holder = config[section] if section else config
-        holder[key] = os.path.expandvars(os.path.expanduser(str(holder[key])))
-    if model.get('input_size') is None:
-        size = evaluation.get('size')
-        model['input_size'] = [size[1], size[0]] if size else [512, 1024]
-    return config

@@ -34,7 +34,7 @@ import sys
 import zipfile
 
 from liteseg_ros.model import build_model, load_model, save_checkpoint
-from liteseg_ros.model.checkpoint import atomic_save
+from liteseg_ros.model.checkpoint import atomic_save, weight_problems
 import numpy as np
 import torch
 
@@ -159,18 +159,8 @@ def map_state_dict(source, target, origin):
             raise ConversionError(f'{origin}: {name} and another key both map to {ours}')
         renamed[ours] = (name, array)
     expected = {k: v for k, v in target.items() if not k.endswith('num_batches_tracked')}
-    missing = sorted(set(expected) - set(renamed))
-    unexpected = sorted(renamed[k][0] for k in set(renamed) - set(expected))
-    wrong = [f'{renamed[k][0]} {list(renamed[k][1].shape)} -> {k} {list(expected[k].shape)}'
-             for k in expected if k in renamed
-             and tuple(renamed[k][1].shape) != tuple(expected[k].shape)]
-    problems = []
-    if missing:
-        problems.append(f'missing {len(missing)} (ours): {", ".join(missing)}')
-    if unexpected:
-        problems.append(f'unexpected {len(unexpected)} (source): {", ".join(unexpected)}')
-    if wrong:
-        problems.append(f'mis-shaped {len(wrong)}: {"; ".join(wrong)}')
+    problems = weight_problems(expected, {k: array for k, (_, array) in renamed.items()},
+                               source_names={k: name for k, (name, _) in renamed.items()})
     if problems:
         raise ConversionError(f'{origin}: weights do not fit the model: ' + ' | '.join(problems))
     state = dict(target)

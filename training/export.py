@@ -27,7 +27,6 @@ Usage::
 """
 
 import argparse
-import json
 import logging
 from pathlib import Path
 import sys
@@ -35,9 +34,9 @@ import tempfile
 import warnings
 
 from liteseg_ros.atomic_file import write_bytes_atomic
-from liteseg_ros.inference.model_files import CONFIG_METADATA_KEY, IO_METADATA_KEY
-from liteseg_ros.inference.onnx_graph import (IMAGE_INPUT, LOGITS_OUTPUT, set_metadata,
-                                              wrap_pre_post)
+from liteseg_ros.inference.backends import load_backend
+from liteseg_ros.inference.model_files import write_onnx_metadata
+from liteseg_ros.inference.onnx_graph import IMAGE_INPUT, LOGITS_OUTPUT, wrap_pre_post
 from liteseg_ros.model import load_model
 import numpy as np
 import onnx
@@ -68,27 +67,23 @@ def export_onnx(checkpoint, onnx_path, height=None, width=None, batch=1, dynamic
     io = {'input': IMAGE_INPUT, 'layout': 'nchw_float', 'output': 'logits',
           'confidence': False, 'height': height, 'width': width,
           'batch': 'dynamic' if dynamic_batch else batch}
-    set_metadata(onnx_model, {CONFIG_METADATA_KEY: json.dumps(config),
-                              IO_METADATA_KEY: json.dumps(io)})
-    if fuse:
+    write_onnx_metadata(onnx_model, config, io)
+    if fuse:  # wrap_pre_post updates the io metadata (layout, input, outputs)
         onnx_model = wrap_pre_post(onnx_model, config['mean'], config['std'], 'labels',
                                    confidence)
-        io.update(json.loads({p.key: p.value for p in onnx_model.metadata_props}[IO_METADATA_KEY]))
-        set_metadata(onnx_model, {IO_METADATA_KEY: json.dumps(io)})
     onnx_model.producer_name = 'liteseg_ros'
     write_bytes_atomic(onnx_path, onnx_model.SerializeToString())
     return onnx_model
 
 
-def check_against_torch(checkpoint, onnx_path, seed=0):
+def check_against_torch(checkpoint, onnx_path, seed=0, device='cpu'):
     """Return max |ONNX Runtime logits - PyTorch logits| on a random input (unfused models)."""
-    import onnxruntime as ort
-
     model = load_model(checkpoint)
-    session = ort.InferenceSession(str(onnx_path), providers=['CPUExecutionProvider'])
-    shape = [d if isinstance(d, int) else 1 for d in session.get_inputs()[0].shape]
+    backend = load_backend(onnx_path, 'onnxruntime', device)
+    height, width = backend.input_size
+    shape = (backend.batch_size or 1, 3, height, width)
     x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
-    (onnx_logits,) = session.run([LOGITS_OUTPUT], {IMAGE_INPUT: x})
+    onnx_logits = backend.run_model_only(x)
     with torch.inference_mode():
         torch_logits = model(torch.from_numpy(x)).numpy()
     return float(np.abs(onnx_logits - torch_logits).max())
@@ -128,7 +123,7 @@ def main(argv=None):
         print(f'max |ONNX Runtime - PyTorch| logit difference: '
               f'{check_against_torch(args.checkpoint, args.onnx):.2e}')
     if args.engine:
-        from liteseg_ros.inference.tensorrt_engine import build_engine
+        from liteseg_ros.inference.tensorrt.build import build_engine
 
         logging.basicConfig(level=logging.INFO, format='[%(levelname)s] %(message)s')
         try:

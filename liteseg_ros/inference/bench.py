@@ -133,8 +133,11 @@ def add_arguments(parser):
     parser.add_argument('--batch', type=int, default=1)
     parser.add_argument('--iterations', type=int, default=20)
     parser.add_argument('--warmup', type=int, default=3)
-    parser.add_argument('--threads', type=int, default=None, help='CPU threads')
-    parser.add_argument('--device', default=None, help='torch device, e.g. cuda')
+    parser.add_argument('--threads', type=int, default=0,
+                        help='CPU inference threads (default 0: the backend default)')
+    parser.add_argument('--device', default='auto',
+                        help="'auto' (default: the GPU when the backend has one), 'cpu', "
+                             "'cuda' or 'cuda:N'")
     parser.add_argument('--fp16', action='store_true', help='torch on CUDA: half precision')
     parser.add_argument('--channels-last', action='store_true', help='torch: NHWC memory')
     parser.add_argument('--upsample', choices=['nearest', 'bilinear'], default='nearest')
@@ -147,15 +150,12 @@ def run(args):
 
     width, height = (int(v) for v in args.frame_size.lower().split('x'))
     options = {}
-    if args.threads:
-        options['threads'] = args.threads
-    if args.device:
-        options['device'] = args.device
     if args.fp16:
         options['fp16'] = True
     if args.channels_last:
         options['channels_last'] = True
-    segmenter = Segmenter.from_file(args.model, args.backend, upsample=args.upsample, **options)
+    segmenter = Segmenter.from_file(args.model, args.backend, upsample=args.upsample,
+                                    device=args.device, threads=args.threads, **options)
     report = benchmark(segmenter, (height, width), args.batch, args.iterations, args.warmup,
                        progress=lambda it: tqdm(it, desc='bench', unit='batch', leave=False))
     print(format_report(report))

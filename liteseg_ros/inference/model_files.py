@@ -65,14 +65,74 @@ def load_onnx(path):
     return model
 
 
+def _metadata_props(model):
+    return {p.key: p.value for p in model.metadata_props}
+
+
 def onnx_metadata(model, path):
-    """Return (config, io) stored in an ONNX model's metadata_props."""
-    props = {p.key: p.value for p in model.metadata_props}
+    """Return (config, io) stored in an ONNX model's metadata_props; no config is an error."""
+    props = _metadata_props(model)
     if CONFIG_METADATA_KEY not in props:
         raise ModelFileError(f'{path}: ONNX model has no {CONFIG_METADATA_KEY!r} metadata; '
                              'export it with python -m training.export')
-    io = json.loads(props.get(IO_METADATA_KEY, '{}'))
-    return json.loads(props[CONFIG_METADATA_KEY]), io
+    return json.loads(props[CONFIG_METADATA_KEY]), onnx_io(model)
+
+
+def onnx_io(model):
+    """Return the input/output description stored in an ONNX model ({} when there is none)."""
+    return json.loads(_metadata_props(model).get(IO_METADATA_KEY, '{}'))
+
+
+def set_metadata(model, values):
+    """Set string ``values`` ({key: str}) in an ONNX model's metadata_props, as they are."""
+    for key, value in values.items():
+        for prop in model.metadata_props:
+            if prop.key == key:
+                prop.value = value
+                break
+        else:
+            model.metadata_props.add(key=key, value=value)
+
+
+def write_onnx_metadata(model, config=None, io=None):
+    """
+    Store a liteseg ``config`` and ``io`` description in an ONNX model's metadata_props.
+
+    ``config`` replaces the stored one; ``io`` is merged into the stored description (its
+    keys win). None leaves that entry as it is. Returns ``model``.
+    """
+    if config is not None:
+        set_metadata(model, {CONFIG_METADATA_KEY: json.dumps(config)})
+    if io is not None:
+        set_metadata(model, {IO_METADATA_KEY: json.dumps({**onnx_io(model), **io})})
+    return model
+
+
+def _outputs_name(output, confidence):
+    return output + ('+confidence' if confidence else '')
+
+
+def check_fused_outputs(path, io, output='labels', confidence=False, backend='onnxruntime'):
+    """
+    Refuse asking a fused export (``--fuse``) for outputs it was not exported with.
+
+    A fused model has its pre- and post-processing in the graph: it gives exactly the output
+    (and confidence, or not) it was exported with. A plain logits export can give anything,
+    the ``backend`` fuses what it needs. ``io`` is the model's :func:`onnx_io`.
+
+    :raises ModelFileError: naming the file, what it outputs and the export to use instead.
+    """
+    if io.get('layout') != 'nhwc_uint8':
+        return
+    have_output = io.get('output', 'labels')
+    have_confidence = bool(io.get('confidence'))
+    if output == have_output and (have_confidence or not confidence):
+        return
+    raise ModelFileError(
+        f'{path}: this ONNX model was exported with --fuse and outputs '
+        f'{_outputs_name(have_output, have_confidence)}; {_outputs_name(output, confidence)} '
+        f'needs an export without --fuse (the {backend} backend then fuses what it needs)'
+        + (', or with --fuse --confidence' if output == have_output else ''))
 
 
 def read_model_config(path):

@@ -20,9 +20,7 @@ them in-graph, and ends in an ArgMax (uint8 class ids) with an optional softmax 
 the host neither converts to float nor scans 19 logit planes.
 """
 
-import json
-
-from liteseg_ros.inference.model_files import IO_METADATA_KEY
+from liteseg_ros.inference.model_files import write_onnx_metadata
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper, TensorProto
@@ -43,7 +41,8 @@ def wrap_pre_post(model, mean, std, output='labels', confidence=False):
     Return a copy of logits ``model`` with uint8 NHWC input and the chosen outputs.
 
     ``output`` is 'labels' (ArgMax, uint8) or 'logits'; ``confidence`` adds the per-pixel
-    softmax probability of the chosen class (float32).
+    softmax probability of the chosen class (float32). The io metadata is updated (input,
+    layout, output, confidence); its size and batch entries are kept.
     """
     if output not in ('labels', 'logits'):
         raise ValueError(f"output must be 'labels' or 'logits', got {output!r}")
@@ -97,20 +96,6 @@ def wrap_pre_post(model, mean, std, output='labels', confidence=False):
     graph.output.extend(outputs)
     io = {'input': UINT8_INPUT, 'layout': 'nhwc_uint8', 'output': output,
           'confidence': bool(confidence)}
-    _set_metadata(wrapped, IO_METADATA_KEY, json.dumps(io))
+    write_onnx_metadata(wrapped, io=io)
     onnx.checker.check_model(wrapped)
     return wrapped
-
-
-def _set_metadata(model, key, value):
-    for prop in model.metadata_props:
-        if prop.key == key:
-            prop.value = value
-            return
-    model.metadata_props.add(key=key, value=value)
-
-
-def set_metadata(model, values):
-    """Set string ``values`` ({key: str}) in the model's metadata_props."""
-    for key, value in values.items():
-        _set_metadata(model, key, value)

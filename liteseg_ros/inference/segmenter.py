@@ -70,9 +70,11 @@ class Segmenter:
         self.timings = {}
 
     @classmethod
-    def from_file(cls, path, backend='auto', upsample='nearest', confidence=False, **options):
-        """Load a checkpoint, ONNX model or engine and wrap it."""
-        return cls(load_backend(path, backend, **options), upsample, confidence)
+    def from_file(cls, path, backend='auto', upsample='nearest', confidence=False,
+                  device='auto', threads=0, **options):
+        """Load a checkpoint, ONNX model or engine with ``load_backend`` and wrap it."""
+        return cls(load_backend(path, backend, device, threads, **options), upsample,
+                   confidence)
 
     def preprocess(self, frames):
         """Resize frames into one uint8 NHWC batch at the model's input size."""

@@ -15,8 +15,9 @@
 """
 Self-describing checkpoints: weights plus the classes, palette and normalisation they need.
 
-Format ``liteseg/1`` (see DESIGN.md §2): a ``torch.save`` of plain types only, so it loads with
-``torch.load(weights_only=True)``. Writes are atomic: a crash never leaves a half-written file.
+Format ``liteseg/1`` (see docs/architecture.md, section 5): a ``torch.save`` of plain types
+only, so it loads with ``torch.load(weights_only=True)``. Writes are atomic: a crash never
+leaves a half-written file.
 """
 
 from pathlib import Path
@@ -142,25 +143,41 @@ def load_model(path, variant=None, num_classes=None):
     return model.eval()
 
 
+def weight_problems(expected, found, limit=None, source_names=None):
+    """
+    Return texts naming what keeps the weights ``found`` from loading as ``expected``.
+
+    Both are {key: array or tensor}; [] when every expected key is there with its shape and
+    nothing else is. ``source_names`` ({key of found: its name in the file it was converted
+    from}) names those weights as the file does. ``limit``: how many names a text lists
+    (None: all).
+    """
+    names = source_names or {}
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(names.get(k, k) for k in set(found) - set(expected))
+    wrong = [f'{names[k]} {list(found[k].shape)} -> {k} {list(expected[k].shape)}' if k in names
+             else f'{k}: expected {tuple(expected[k].shape)}, found {tuple(found[k].shape)}'
+             for k in expected
+             if k in found and tuple(expected[k].shape) != tuple(found[k].shape)]
+    problems = []
+    for what, items, separator in (('missing', missing, ', '), ('unexpected', unexpected, ', '),
+                                   ('mis-shaped', wrong, '; ')):
+        if items:
+            more = separator + '...' if limit and len(items) > limit else ''
+            problems.append(f'{what} {len(items)} weights: '
+                            f'{separator.join(items[:limit])}{more}')
+    return problems
+
+
 def check_state_dict(expected, found, source, config):
     """Raise CheckpointError listing missing, unexpected and mis-shaped weights."""
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    wrong = [f'{k}: expected {tuple(expected[k].shape)}, found {tuple(found[k].shape)}'
-             for k in expected if k in found and expected[k].shape != found[k].shape]
-    if not (missing or unexpected or wrong):
+    problems = weight_problems(expected, found, limit=5)
+    if not problems:
         return
-    problems = []
     classifier = 'seg_heads.0.classifier.weight'
-    if classifier in found and classifier not in missing and any(classifier in w for w in wrong):
-        found_classes = found[classifier].shape[0]
-        problems.append(f'weights are for {found_classes} classes but the config says '
-                        f"num_classes={config['num_classes']}")
-    if missing:
-        problems.append(f'missing {len(missing)} weights (first: {missing[:5]})')
-    if unexpected:
-        problems.append(f'unexpected {len(unexpected)} weights (first: {unexpected[:5]})')
-    if wrong:
-        problems.append(f'{len(wrong)} mis-shaped weights (first: {wrong[:5]})')
+    if (classifier in found and classifier in expected
+            and found[classifier].shape != expected[classifier].shape):
+        problems.insert(0, f'weights are for {found[classifier].shape[0]} classes but the '
+                           f"config says num_classes={config['num_classes']}")
     raise CheckpointError(f"{source}: weights do not fit a PP-LiteSeg-{config['variant'].upper()}"
-                          f" with {config['num_classes']} classes: " + '; '.join(problems))
+                          f" with {config['num_classes']} classes: " + ' | '.join(problems))

@@ -13,10 +13,10 @@
 # limitations under the License.
 
 """
-ROS 2 layer of liteseg_ros: the segmentation node, image codecs, QoS and diagnostics.
+ROS 2 layer of liteseg_ros: the segmentation node, message construction, live replay, demo.
 
 This is the only package of the project that may import rclpy or ROS message packages
-(see DESIGN.md, section 1). Submodules import them where they need them, so that
-``liteseg_ros.ros.image_codecs`` stays usable without a ROS installation (for example on
-messages read from a bag with ``rosbags``).
+(see docs/architecture.md). Submodules import them where they need them. The image decoders
+read message fields only and live outside, in ``liteseg_ros.image_codecs``, with the bag
+tools in ``liteseg_ros.bags``.
 """

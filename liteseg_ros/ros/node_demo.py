@@ -30,7 +30,8 @@ import subprocess
 import sys
 import time
 
-from liteseg_ros.ros.image_codecs import rgb8_message
+from liteseg_ros.inference.outputs import output_topic, write_png
+from liteseg_ros.ros.messages import rgb8_message
 from liteseg_ros.sample_images import make_street_scene
 import numpy as np
 
@@ -45,6 +46,23 @@ def node_command():
         if candidate and os.access(candidate, os.X_OK):
             return [candidate]
     return [sys.executable, '-m', 'liteseg_ros.ros.segment_node']
+
+
+def stop_node(process, timeout):
+    """
+    Stop a node subprocess: SIGINT, wait up to ``timeout`` s, then kill it.
+
+    Return its exit code; None when it had to be killed.
+    """
+    if process.poll() is not None:
+        return process.returncode
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return None
 
 
 def write_params(path, model_path, backend, threads):
@@ -70,13 +88,6 @@ def _percentiles(values):
     return 'p50 %.0f ms, p95 %.0f ms' % (np.percentile(values, 50), np.percentile(values, 95))
 
 
-def _write_rgb(path, rgb):
-    import cv2
-
-    if not cv2.imwrite(str(path), np.ascontiguousarray(rgb[:, :, ::-1])):
-        raise OSError('could not write %s (check the folder exists and is writable)' % path)
-
-
 class _Demo:
     """The demo's ROS side: a publisher, output subscribers and a diagnostics listener."""
 
@@ -97,7 +108,7 @@ class _Demo:
         self.keep = keep
         self.subscriptions = [
             self.node.create_subscription(
-                Image, '/%s/segmentation/%s' % (CAMERA, output),
+                Image, output_topic('/' + CAMERA, output),
                 lambda msg, output=output: self._on_output(output, msg), qos)
             for output in OUTPUTS]
         self.diagnostics = {}
@@ -185,13 +196,7 @@ def run(model_path, args, random_weights=False):
             demo.executor.shutdown()
             demo.node.destroy_node()
         rclpy.try_shutdown(context=context)
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_node(process, 30)
     print('Node stopped (exit code %s).' % process.returncode, flush=True)
     if code == 0 and process.returncode != 0:
         print('node-demo: error: the node exited with code %s; log: %s'
@@ -270,7 +275,7 @@ def _report(demo, sent, scenes, published_for, args, out, random_weights):
                           ('color', demo.kept[key]['color']),
                           ('overlay', demo.kept[key]['overlay'])):
             path = out / ('frame_%03d_%s.png' % (index, name))
-            _write_rgb(path, rgb)
+            write_png(path, rgb)
             written.append(path)
     print('Wrote %d images to %s/:' % (len(written), out.resolve()))
     for path in written:

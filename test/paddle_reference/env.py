@@ -31,7 +31,6 @@ Nothing here imports paddle or torch.
 """
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -42,6 +41,8 @@ import subprocess
 import sys
 import threading
 import time
+
+from liteseg_ros.atomic_file import file_lock
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = REPO_ROOT / '.cache' / 'paddle_ref'
@@ -102,17 +103,6 @@ def _clean_env():
     env['PIP_DISABLE_PIP_VERSION_CHECK'] = '1'
     env['PIP_NO_INPUT'] = '1'
     return env
-
-
-@contextlib.contextmanager
-def _file_lock(path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, 'a') as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _is_ready(venv):
@@ -207,7 +197,7 @@ def ensure_paddle_venv():
     venv = venv_dir().absolute()
     if _is_ready(venv):
         return _venv_python(venv)
-    with _file_lock(venv.parent / f'{venv.name}.lock'):
+    with file_lock(venv.parent / f'{venv.name}.lock'):
         if _is_ready(venv):
             return _venv_python(venv)
         python = _venv_python(venv)
@@ -279,7 +269,7 @@ def make_reference(out_dir=None, cases=(('t', 19, 512, 1024),), seed=0):
         _log(f'reusing cached reference outputs {target}')
         return paths
     python = ensure_paddle_venv()
-    with _file_lock(root / f'{key}.lock'):
+    with file_lock(root / f'{key}.lock'):
         if (target / 'manifest.json').exists():
             return paths
         tmp = root / f'{key}.tmp-{os.getpid()}'

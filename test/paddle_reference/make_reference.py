@@ -27,11 +27,14 @@ comparison) and writes into ``OUT_DIR/<variant>_<classes>_<H>x<W>/``:
   converter reads;
 - ``input.npy``: float32 (1, 3, H, W) smooth image-like input in [-1, 1];
 - ``logits.npy``: float32 (1, C, H, W) eval-mode logits;
+- ``logits64.npy``: float64 (1, C, H, W) eval-mode logits of the same model
+  and input computed in float64 (the exact reference);
 - ``train_input.npy``: float32 (2, 3, H/2, W/2), a batch of two images at
   half the case size (keeps the outputs small), so that train-mode BN
   batch statistics span more than one image;
 - ``train_logits.npy``: float32 (3, 2, C, H/2, W/2), the three train-mode
   head outputs (x8, x16, x32 heads, each resized to the input size);
+- ``train_logits64.npy``: float64, the same train-mode forward in float64;
 - ``train_state.pdparams``: the state dict after that one train-mode
   forward (BN running statistics updated with PaddleSeg's momentum);
 - ``info.json``: parameter counts, versions, the pickle globals of
@@ -81,7 +84,7 @@ COMMON_ARGS = {
     'cm_out_ch': 128,
     'backbone_indices': [2, 3, 4],
 }
-# Trainable parameter counts with 19 classes (DESIGN.md section 3).
+# Trainable parameter counts with 19 classes (as docs/training.md lists them).
 EXPECTED_TRAINABLE_19 = {'t': 8141600, 'b': 12366464}
 PICKLE_ALLOWED_GLOBALS = {
     ('numpy.core.multiarray', '_reconstruct'),
@@ -112,6 +115,14 @@ def parse_case(text):
 def case_name(case):
     """Return the directory name of a case, e.g. ``t_19_512x1024``."""
     return f"{case['variant']}_{case['num_classes']}_{case['height']}x{case['width']}"
+
+
+def float64_model(variant, num_classes, seed):
+    """Return the filled model of a case converted to float64 (weights cast exactly)."""
+    model = build_model(variant, num_classes)
+    fill_parameters(model, seed)
+    model.to(dtype='float64')
+    return model
 
 
 def build_model(variant, num_classes):
@@ -260,7 +271,7 @@ def run_case(case, out_dir, seed, train):
     trainable = int(sum(int(np.prod(p.shape)) for p in params if not p.stop_gradient))
     total = int(sum(int(np.prod(p.shape)) for p in params))
     if num_classes == 19 and trainable != EXPECTED_TRAINABLE_19[variant]:
-        raise RuntimeError(f'{name}: {trainable} trainable parameters, DESIGN.md says '
+        raise RuntimeError(f'{name}: {trainable} trainable parameters, docs/training.md says '
                            f'{EXPECTED_TRAINABLE_19[variant]}')
     pdparams = os.path.join(case_dir, 'model.pdparams')
     paddle.save(model.state_dict(), pdparams)
@@ -273,6 +284,12 @@ def run_case(case, out_dir, seed, train):
     with paddle.no_grad():
         logits = model(paddle.to_tensor(image))[0].numpy().astype(np.float32)
     np.save(os.path.join(case_dir, 'logits.npy'), logits)
+    model64 = float64_model(variant, num_classes, seed)
+    model64.eval()
+    with paddle.no_grad():
+        logits64 = model64(paddle.to_tensor(image.astype(np.float64)))[0].numpy()
+    assert logits64.dtype == np.float64, logits64.dtype
+    np.save(os.path.join(case_dir, 'logits64.npy'), logits64)
     t_eval = time.perf_counter() - t0
 
     info = {
@@ -288,6 +305,7 @@ def run_case(case, out_dir, seed, train):
         'filled_tensors': num_filled,
         'logits_abs_max': float(np.abs(logits).max()),
         'logits_std': float(logits.std()),
+        'float32_rel_error': float(np.abs(logits - logits64).max() / np.abs(logits64).max()),
         'pickle': pickle_info,
         'versions': {
             'paddle': paddle.__version__,
@@ -306,6 +324,11 @@ def run_case(case, out_dir, seed, train):
         with paddle.no_grad():
             heads = model(paddle.to_tensor(images))
         train_logits = np.stack([h.numpy() for h in heads]).astype(np.float32)
+        model64.train()
+        with paddle.no_grad():
+            heads64 = model64(paddle.to_tensor(images.astype(np.float64)))
+        np.save(os.path.join(case_dir, 'train_logits64.npy'),
+                np.stack([h.numpy() for h in heads64]))
         np.save(os.path.join(case_dir, 'train_input.npy'), images)
         np.save(os.path.join(case_dir, 'train_logits.npy'), train_logits)
         paddle.save(model.state_dict(), os.path.join(case_dir, 'train_state.pdparams'))

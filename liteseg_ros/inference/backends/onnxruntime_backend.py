@@ -14,11 +14,10 @@
 
 """ONNX Runtime backend: CPU by default, CUDA / TensorRT execution providers when present."""
 
-import json
 import logging
 
 from liteseg_ros.inference.backends.base import Backend, check_batch, check_classes
-from liteseg_ros.inference.model_files import (IO_METADATA_KEY, load_onnx, ModelFileError,
+from liteseg_ros.inference.model_files import (check_fused_outputs, load_onnx, ModelFileError,
                                                onnx_metadata)
 from liteseg_ros.inference.onnx_graph import (CONFIDENCE_OUTPUT, LABELS_OUTPUT, LOGITS_OUTPUT,
                                               wrap_pre_post)
@@ -39,7 +38,12 @@ class OnnxRuntimeBackend(Backend):
     name = 'onnxruntime'
 
     def __init__(self, path, threads=None, providers=None):
-        """Load ``path``; ``threads`` sets intra-op threads (None: ONNX Runtime's default)."""
+        """
+        Load ``path``; ``threads`` sets intra-op threads (None: ONNX Runtime's default).
+
+        ``providers`` None: the GPU execution providers this onnxruntime has, then CPU.
+        ``load_backend`` maps a device name onto providers.
+        """
         import onnxruntime as ort
 
         self.path = str(path)
@@ -72,15 +76,7 @@ class OnnxRuntimeBackend(Backend):
         key = (output, confidence)
         if key not in self._sessions:
             if self.fused:
-                have = json.loads(
-                    {p.key: p.value for p in self._model.metadata_props}[IO_METADATA_KEY])
-                if output != have['output'] or (confidence and not have['confidence']):
-                    have_outputs = have['output'] + (' + confidence' if have['confidence'] else '')
-                    asked = output + (' + confidence' if confidence else '')
-                    raise ModelFileError(
-                        f'{self.path}: this ONNX model was exported with --fuse and outputs '
-                        f'{have_outputs}; {asked} needs an export without --fuse (or with '
-                        '--confidence)')
+                check_fused_outputs(self.path, self.io, output, confidence, self.name)
                 model = self._model
             else:
                 model = wrap_pre_post(self._model, self.config['mean'], self.config['std'],

@@ -32,13 +32,15 @@ memory for uploads and downloads. Not thread-safe: one backend per thread.
 import logging
 from pathlib import Path
 
-from liteseg_ros.inference import tensorrt_engine
 from liteseg_ros.inference.backends.base import Backend, check_batch, check_classes
 from liteseg_ros.inference.model_files import model_format, ModelFileError
 from liteseg_ros.inference.onnx_graph import CONFIDENCE_OUTPUT, LABELS_OUTPUT, LOGITS_OUTPUT
-from liteseg_ros.inference.tensorrt_engine import (check_engine_bytes, check_platform,
-                                                   import_tensorrt, read_sidecar,
-                                                   rebuild_advice, trt_logger, variant_name)
+from liteseg_ros.inference.tensorrt import cuda_memory
+from liteseg_ros.inference.tensorrt.cache import cached_engine
+from liteseg_ros.inference.tensorrt.runtime import import_tensorrt, trt_logger
+from liteseg_ros.inference.tensorrt.sidecar import (check_engine_bytes, check_platform,
+                                                    platform_info, read_sidecar,
+                                                    rebuild_advice, variant_name)
 import numpy as np
 
 LOG = logging.getLogger(__name__)
@@ -161,7 +163,7 @@ class TensorRTBackend(Backend):
 
     ``device``: CUDA device index or 'cuda:N'. For an ONNX model: ``precision`` ('fp32',
     'fp16', 'int8' with ``calibration_images``), ``cache_dir`` (default
-    ``tensorrt_engine.default_cache_dir()``), ``batch`` (dynamic-batch exports: largest
+    ``tensorrt.cache.default_cache_dir()``), ``batch`` (dynamic-batch exports: largest
     batch), ``output`` / ``confidence`` (the engine built at start; others on first use).
     A fixed-batch engine runs other batch sizes in engine-sized chunks (frame by frame for
     batch 1), as the ONNX Runtime backend does.
@@ -179,8 +181,8 @@ class TensorRTBackend(Backend):
             raise ModelFileError(f'{path}: the tensorrt backend runs engines or ONNX models, '
                                  f'not a {kind}; export one with python -m training.export')
         self._trt = trt
-        self._cuda = tensorrt_engine.CudaMemory(device)
-        self._running = tensorrt_engine.platform_info(cuda=self._cuda)
+        self._cuda = cuda_memory.CudaMemory(device)
+        self._running = platform_info(cuda=self._cuda)
         self._onnx = Path(path) if kind == 'onnx' else None
         self._build = {'precision': precision, 'cache_dir': cache_dir, 'batch': batch,
                        'calibration_images': calibration_images, 'workspace_gb': workspace_gb,
@@ -198,8 +200,8 @@ class TensorRTBackend(Backend):
         LOG.info('%s', self.describe())
 
     def _cached(self, output, confidence):
-        return tensorrt_engine.cached_engine(self._onnx, output=output, confidence=confidence,
-                                             running=self._running, **self._build)
+        return cached_engine(self._onnx, output=output, confidence=confidence,
+                             running=self._running, **self._build)
 
     def _load(self, engine_path):
         engine_path = Path(engine_path)

@@ -13,14 +13,14 @@
 # limitations under the License.
 
 """
-Convert ROS image messages to and from numpy arrays (numpy + OpenCV, no cv_bridge).
+Decode ROS image messages to numpy arrays, and encode arrays as image data (numpy + OpenCV).
 
 Decoding works on any object with the fields of ``sensor_msgs/msg/Image`` (``encoding``,
 ``height``, ``width``, ``step``, ``is_bigendian``, ``data``) or
 ``sensor_msgs/msg/CompressedImage`` (``format``, ``data``): rclpy messages, messages
-deserialised by ``rosbags``, or plain namespaces. This module does not import rclpy or any
-message package at import time; the functions that build messages import ``sensor_msgs``
-when called.
+deserialised by ``rosbags``, or plain namespaces. It reads message fields only, so the node
+and the bag tools share it; it imports neither rclpy nor any message package. Building rclpy
+messages is ``liteseg_ros.ros.messages``'s job.
 
 Every decoded image is an HxWx3 ``uint8`` RGB array. Messages are validated before any
 reshaping: an unsupported encoding, impossible dimensions, a step that is too small or data
@@ -44,17 +44,15 @@ Encoding notes (names as in ``sensor_msgs/image_encodings.hpp``):
 - ``rgba8``/``bgra8``: the alpha channel is dropped.
 """
 
-import array as pyarray
 import collections
-import sys
 
 import cv2
 import numpy as np
 
 __all__ = [
     'ImageDecodeError', 'MAX_IMAGE_SIDE', 'SUPPORTED_ENCODINGS', 'SUPPORTED_COMPRESSED_FORMATS',
-    'decode_image', 'decode_compressed', 'decode_mask', 'encode_image', 'image_message',
-    'encoded_image_message', 'mono8_message', 'rgb8_message', 'png_message',
+    'decode_image', 'decode_compressed', 'decode_mask', 'describe_array', 'encode_array',
+    'encode_image', 'encoding_needs_even_width',
 ]
 
 #: Largest width or height accepted, in pixels (guards against absurd headers).
@@ -62,17 +60,6 @@ MAX_IMAGE_SIDE = 16384
 
 #: Compressed formats understood by :func:`decode_compressed`.
 SUPPORTED_COMPRESSED_FORMATS = ('jpeg', 'png')
-
-#: PNG compression level used by :func:`png_message` (0-9; 1 is fast and still small for masks).
-PNG_COMPRESSION_LEVEL = 1
-
-# Masks are runs of equal labels: zlib's RLE strategy without row filters encodes a 2048x1024
-# mask 2-3x faster than the default (adaptive filters + deflate) at a similar size.
-# IMWRITE_PNG_FILTER needs OpenCV >= 4.10; older versions keep libpng's filter choice.
-_PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION_LEVEL,
-               cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
-if hasattr(cv2, 'IMWRITE_PNG_FILTER'):
-    _PNG_PARAMS += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
 
 
 class ImageDecodeError(ValueError):
@@ -423,9 +410,9 @@ def decode_mask(msg):
     """
     Decode a class-id mask message to an HxW uint8 array with the exact values.
 
-    Accepts a ``sensor_msgs/Image`` in ``mono8``/``8UC1`` (as :func:`mono8_message` writes it)
-    or a ``sensor_msgs/CompressedImage`` holding an 8-bit single-channel PNG (as
-    :func:`png_message` writes it).
+    Accepts a ``sensor_msgs/Image`` in ``mono8``/``8UC1`` (as ``ros.messages.mono8_message``
+    writes it) or a ``sensor_msgs/CompressedImage`` holding an 8-bit single-channel PNG (as
+    ``ros.messages.png_message`` writes it).
 
     :raises ImageDecodeError: any other encoding or format, or malformed data.
     """
@@ -448,16 +435,22 @@ def decode_mask(msg):
 # ---------------------------------------------------------------------------------------------
 # Encoding (numpy -> message bytes), the inverse of the decoders.
 
+def encoding_needs_even_width(encoding):
+    """Return True for the chroma-subsampled encodings (4:2:2, 4:2:0) that need an even width."""
+    return _LAYOUTS[encoding].even_width
+
+
 def _check_rgb(rgb):
     if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 \
             or rgb.shape[2] != 3:
         raise ValueError('expected an HxWx3 uint8 RGB array, got %s'
-                         % _describe_array(rgb))
+                         % describe_array(rgb))
     if rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise ValueError('expected a non-empty image, got shape %s' % (rgb.shape,))
 
 
-def _describe_array(value):
+def describe_array(value):
+    """Return 'an array of shape ... and dtype ...' (or the type) of ``value`` for errors."""
     if isinstance(value, np.ndarray):
         return 'an array of shape %s and dtype %s' % (value.shape, value.dtype)
     return 'a %s' % type(value).__name__
@@ -473,8 +466,8 @@ def _rgb_to_yuv(rgb):
     return yuv[:, :, 0], yuv[:, :, 1], yuv[:, :, 2]
 
 
-def _encode_array(rgb, encoding, big_endian):
-    """Return (contiguous uint8 array holding the message bytes, step)."""
+def encode_array(rgb, encoding, big_endian=False):
+    """Return (a flat uint8 array holding the image data, step): encode_image without a copy."""
     _check_rgb(rgb)
     layout = _LAYOUTS.get(encoding)
     if layout is None:
@@ -563,134 +556,5 @@ def encode_image(rgb, encoding, big_endian=False):
     :raises ValueError: not an RGB image, unsupported encoding, or odd width/height where the
         encoding needs even ones.
     """
-    out, step = _encode_array(rgb, encoding, big_endian)
+    out, step = encode_array(rgb, encoding, big_endian)
     return out.tobytes(), step
-
-
-# ---------------------------------------------------------------------------------------------
-# Message construction (imports sensor_msgs lazily).
-
-def _byte_array(values):
-    """Copy a numpy array's bytes into an array.array('B') (what rclpy stores)."""
-    data = pyarray.array('B')
-    data.frombytes(np.ascontiguousarray(values).reshape(-1).view(np.uint8))
-    return data
-
-
-def _image(encoding, height, width, step, is_bigendian, payload, header):
-    from sensor_msgs.msg import Image
-    msg = Image()
-    if header is not None:
-        msg.header = header
-    msg.height = int(height)
-    msg.width = int(width)
-    msg.encoding = encoding
-    msg.is_bigendian = int(bool(is_bigendian))
-    msg.step = int(step)
-    # array.array, not an ndarray (assigning an ndarray costs ~300 ms for 1080p).
-    msg.data = _byte_array(payload)
-    return msg
-
-
-# encoding -> (channels, numpy dtype) of the array image_message takes.
-_ARRAY_LAYOUTS = {
-    'rgb8': (3, np.uint8), 'bgr8': (3, np.uint8), '8UC3': (3, np.uint8),
-    'rgba8': (4, np.uint8), 'bgra8': (4, np.uint8),
-    'mono8': (1, np.uint8), '8UC1': (1, np.uint8), 'mono16': (1, np.uint16),
-    'yuv422': (2, np.uint8), 'uyvy': (2, np.uint8),
-    'yuv422_yuy2': (2, np.uint8), 'yuyv': (2, np.uint8),
-    'bayer_rggb8': (1, np.uint8), 'bayer_bggr8': (1, np.uint8),
-    'bayer_gbrg8': (1, np.uint8), 'bayer_grbg8': (1, np.uint8),
-}
-
-
-def image_message(array, encoding, header=None):
-    """
-    Build a ``sensor_msgs/Image`` holding array as is, in the given encoding.
-
-    array must already be in that encoding's channel layout: HxWx3 for rgb8/bgr8/8UC3,
-    HxWx4 for rgba8/bgra8, HxWx2 for the 4:2:2 YUV encodings, HxW (or HxWx1) uint8 for
-    mono8/8UC1/bayer_*, HxW uint16 for mono16 (``is_bigendian`` follows the array's byte
-    order). For converting an RGB image to another encoding (including the planar nv12, nv21,
-    nv24), use :func:`encoded_image_message`. ``step`` is width * bytes per pixel and ``data``
-    a copy of the array's bytes.
-
-    :raises ValueError: unsupported encoding or an array whose shape or dtype does not fit it.
-    """
-    if encoding not in _ARRAY_LAYOUTS:
-        raise ValueError('image_message cannot take an array for encoding %r (supported: %s); '
-                         'use encoded_image_message for the planar encodings'
-                         % (encoding, ', '.join(_ARRAY_LAYOUTS)))
-    channels, dtype = _ARRAY_LAYOUTS[encoding]
-    ok = isinstance(array, np.ndarray) and array.dtype.kind == 'u' \
-        and array.dtype.itemsize == np.dtype(dtype).itemsize
-    if ok and array.ndim == 3 and channels == 1 and array.shape[2] == 1:
-        array = array[:, :, 0]
-    expected_ndim = 2 if channels == 1 else 3
-    ok = ok and array.ndim == expected_ndim and (channels == 1 or array.shape[2] == channels)
-    if not ok:
-        raise ValueError('encoding %r needs an %s %s array, got %s'
-                         % (encoding, 'HxW' if channels == 1 else 'HxWx%d' % channels,
-                            np.dtype(dtype).name, _describe_array(array)))
-    height, width = array.shape[:2]
-    if height == 0 or width == 0 or height > MAX_IMAGE_SIDE or width > MAX_IMAGE_SIDE:
-        raise ValueError('image size %dx%d: width and height must be 1..%d'
-                         % (width, height, MAX_IMAGE_SIDE))
-    if _LAYOUTS[encoding].even_width and width % 2:
-        raise ValueError('encoding %r needs an even width, got %d' % (encoding, width))
-    byteorder = array.dtype.byteorder
-    big_endian = array.dtype.itemsize > 1 and (
-        byteorder == '>' or (byteorder in '=|' and sys.byteorder == 'big'))
-    step = width * channels * array.dtype.itemsize
-    return _image(encoding, height, width, step, big_endian, array, header)
-
-
-def encoded_image_message(rgb, encoding, header=None, big_endian=False):
-    """
-    Build a ``sensor_msgs/Image`` in any supported encoding from an HxWx3 uint8 RGB array.
-
-    Uses :func:`encode_image`; see there for how each encoding is produced.
-    """
-    out, step = _encode_array(rgb, encoding, big_endian)
-    height, width = rgb.shape[:2]
-    return _image(encoding, height, width, step, big_endian and encoding == 'mono16', out,
-                  header)
-
-
-def rgb8_message(rgb, header=None):
-    """Build an ``rgb8`` ``sensor_msgs/Image`` from an HxWx3 uint8 RGB array."""
-    return image_message(rgb, 'rgb8', header)
-
-
-def mono8_message(mask, header=None):
-    """Build a ``mono8`` ``sensor_msgs/Image`` from an HxW uint8 array (e.g. class ids)."""
-    return image_message(mask, 'mono8', header)
-
-
-def png_message(mask, header=None):
-    """
-    Build a ``sensor_msgs/CompressedImage`` holding an HxW uint8 mask as a lossless PNG.
-
-    The format is ``'mono8; png compressed'`` (image_transport's naming); the PNG is written
-    for speed (compression level :data:`PNG_COMPRESSION_LEVEL`, zlib RLE strategy, no row
-    filters). :func:`decode_mask` returns the mask exactly.
-
-    :raises ValueError: mask is not a non-empty HxW (or HxWx1) uint8 array.
-    """
-    if isinstance(mask, np.ndarray) and mask.ndim == 3 and mask.shape[2] == 1:
-        mask = mask[:, :, 0]
-    if not isinstance(mask, np.ndarray) or mask.dtype != np.uint8 or mask.ndim != 2 \
-            or mask.size == 0:
-        raise ValueError('png_message needs a non-empty HxW uint8 mask, got %s'
-                         % _describe_array(mask))
-    ok, encoded = cv2.imencode('.png', mask, _PNG_PARAMS)
-    if not ok:
-        raise ValueError('OpenCV could not encode a %dx%d mask as PNG'
-                         % (mask.shape[1], mask.shape[0]))
-    from sensor_msgs.msg import CompressedImage
-    msg = CompressedImage()
-    if header is not None:
-        msg.header = header
-    msg.format = 'mono8; png compressed'
-    msg.data = _byte_array(encoded)
-    return msg

@@ -19,8 +19,9 @@ A bag is opened by path: a rosbag2 directory (with ``metadata.yaml``) or a bare 
 ``.db3`` file. :class:`BagReader` lists the topics with their types and message counts and
 yields :class:`BagMessage` records (log timestamp, topic, type, serialised CDR bytes) of
 chosen topics in log-time order; :meth:`BagReader.deserialize` turns the bytes into a
-``rosbags`` message object, which ``image_codecs.decode_image`` / ``decode_compressed`` /
-``decode_mask`` read directly (``data`` is a zero-copy numpy view of the bytes).
+``rosbags`` message object, which ``liteseg_ros.image_codecs.decode_image`` /
+``decode_compressed`` / ``decode_mask`` read directly (``data`` is a zero-copy numpy view of
+the bytes).
 
 :class:`BagWriter` writes a new rosbag2 directory (format version 8: readable by ``ros2 bag``
 of Iron, Jazzy and Kilted, and by ``rosbags``) in either storage.
@@ -43,9 +44,9 @@ import numpy as np
 
 __all__ = [
     'BagError', 'BagMessage', 'BagReader', 'BagWriter', 'COMPRESSED_TYPE', 'IMAGE_TYPE',
-    'STORAGES', 'TYPESTORE', 'bag_storage', 'compressed_message', 'describe_topics',
-    'deserialize',
-    'header', 'image_message', 'stamp_of', 'stamp_to_ns', 'with_stamp',
+    'OUTPUT_TYPES', 'STORAGES', 'TYPESTORE', 'bag_storage', 'compressed_message',
+    'describe_topics', 'deserialize', 'header', 'image_message', 'stamp_of', 'stamp_to_ns',
+    'with_stamp',
 ]
 
 #: Storage plugins this module reads and writes.
@@ -54,6 +55,11 @@ STORAGES = ('mcap', 'sqlite3')
 TYPESTORE = 'ROS2_JAZZY'
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
 COMPRESSED_TYPE = 'sensor_msgs/msg/CompressedImage'
+#: Message type of each segmentation output (names as ``inference.outputs.OUTPUTS``).
+OUTPUT_TYPES = {
+    'mask': IMAGE_TYPE, 'mask/compressed': COMPRESSED_TYPE, 'color': IMAGE_TYPE,
+    'overlay': IMAGE_TYPE, 'drivable_area': IMAGE_TYPE, 'confidence': IMAGE_TYPE,
+}
 #: rosbag2 metadata version written (8: Iron and later read it).
 BAG_VERSION = 8
 

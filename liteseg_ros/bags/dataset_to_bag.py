@@ -39,10 +39,10 @@ import shutil
 import time
 
 import cv2
+from liteseg_ros.bags.rosbag import (BagError, BagWriter, compressed_message, header,
+                                     image_message, STORAGES)
 from liteseg_ros.dataset_files import (camvid_files, cityscapes_files, cityscapes_label_lut,
                                        DatasetError, folder_files, read_label)
-from liteseg_ros.ros.bags import (BagError, BagWriter, compressed_message, header,
-                                  image_message, STORAGES)
 import numpy as np
 
 ENCODINGS = ('rgb8', 'bgr8', 'jpeg')
