@@ -39,7 +39,8 @@ DEFAULT_VENV := .venv
 LOCKFILE :=
 else ifeq ($(PYVER),3.11)
 PROFILE := $(ROS)
-REQS := requirements.txt $(ROS_REQ_$(ROS)) requirements-dev.txt
+REQS := requirements.txt $(ROS_REQ_$(ROS)) requirements-dev.txt requirements-fleet.txt
+NODEPS := requirements-nodeps.txt
 DEFAULT_VENV := $(if $(filter kilted,$(ROS)),.venv,.venv-$(ROS))
 LOCKFILE := locks/$(ROS)-py3.11.txt
 else
@@ -60,6 +61,7 @@ PIP := $(VPY) -m pip install $(if $(CI),--progress-bar off,)
 STAMP := $(VENV)/.liteseg-stamp-$(PROFILE)-lock$(LOCK)
 # What `make test` checks the venv against (test/test_lock.py); empty when unlocked.
 TEST_LOCK := $(if $(filter 0,$(LOCK)),,$(LOCKFILE))
+TEST_NODEPS := $(if $(TEST_LOCK),$(NODEPS))
 TEST_MODELS := .cache/test-models
 MODEL_VENV := .venv$(if $(filter 0,$(LOCK)),-unlocked)
 ifeq ($(PROFILE),lite)
@@ -75,7 +77,7 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP): $(REQS) $(LOCKFILE) setup.py setup.cfg package.xml Makefile
+$(STAMP): $(REQS) $(NODEPS) $(LOCKFILE) setup.py setup.cfg package.xml Makefile
 	@command -v $(PYTHON) >/dev/null 2>&1 && [ -n "$(PYVER)" ] || { \
 	  echo "error: '$(PYTHON)' not found. Install Python >= 3.10 (Debian/Ubuntu:" \
 	       "sudo apt-get install python3 python3-venv) or run: make PYTHON=/path/to/python3 ..." >&2; \
@@ -104,6 +106,7 @@ $(STAMP): $(REQS) $(LOCKFILE) setup.py setup.cfg package.xml Makefile
 	fi
 	$(PIP) $(INSTALL_FROM)
 ifneq ($(PROFILE),lite)
+	$(if $(NODEPS),$(PIP) --no-deps -r $(NODEPS))
 	$(PIP) --no-build-isolation --no-deps -e .
 	@# Editable installs skip setup.py's data_files: register the package in the venv's ament
 	@# index by hand (symlinks, like colcon --symlink-install) so ament_index_python finds it.
@@ -127,7 +130,7 @@ $(TEST_MODELS)/.stamp: test/make_test_models.py
 	@touch $@
 
 test: venv $(TEST_DEPS)
-	LITESEG_LOCK_FILE=$(TEST_LOCK) LITESEG_TEST_MODELS=$(CURDIR)/$(TEST_MODELS) \
+	LITESEG_LOCK_FILE=$(TEST_LOCK) LITESEG_NODEPS_FILE=$(TEST_NODEPS) LITESEG_TEST_MODELS=$(CURDIR)/$(TEST_MODELS) \
 	  $(VPY) -m pytest $(TEST_SELECT) $(PYTEST_ARGS)
 
 demo: venv
@@ -143,10 +146,10 @@ UV ?= $(firstword $(wildcard $(VENV)/bin/uv .venv/bin/uv) uv)
 lock:
 	UV_FIND_LINKS="$${UV_FIND_LINKS:-$${PIP_FIND_LINKS:-}}" $(UV) pip compile $(LOCK_ARGS) \
 	  --python-version 3.11 requirements.txt requirements-ros.txt requirements-dev.txt \
-	  -o locks/kilted-py3.11.txt
+	  requirements-fleet.txt -o locks/kilted-py3.11.txt
 	UV_FIND_LINKS="$${UV_FIND_LINKS:-$${PIP_FIND_LINKS:-}}" $(UV) pip compile $(LOCK_ARGS) \
 	  --python-version 3.11 requirements.txt requirements-ros-jazzy.txt requirements-dev.txt \
-	  -o locks/jazzy-py3.11.txt
+	  requirements-fleet.txt -o locks/jazzy-py3.11.txt
 	for v in 3.10 3.12; do \
 	  $(UV) pip compile $(LOCK_ARGS) --python-version $$v requirements-lite.txt \
 	    -o locks/lite-py$$v.txt || exit 1; done

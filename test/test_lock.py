@@ -16,7 +16,8 @@
 """
 The venv holds exactly the versions of its lock file (``make venv`` installs from ``locks/``).
 
-``make test`` passes the lock it installed from in ``LITESEG_LOCK_FILE``; an unlocked venv
+``make test`` passes the lock it installed from in ``LITESEG_LOCK_FILE`` (and the exact pins it
+installed without dependencies in ``LITESEG_NODEPS_FILE``); an unlocked venv
 (``LOCK=0``), a sourced ROS 2 install or a plain ``pytest`` run has none and this skips.
 """
 
@@ -113,8 +114,11 @@ def test_venv_equals_its_lock():
     if not lock:
         pytest.skip('no lock for this run (LOCK=0, a sourced ROS 2 or plain pytest): '
                     'run it through make test')
-    path = ROOT / lock
-    locked = read_pins(path.read_text().splitlines())
+    locked = read_pins((ROOT / lock).read_text().splitlines())
+    # Exact pins installed without their dependencies (requirements-nodeps.txt).
+    nodeps = os.environ.get('LITESEG_NODEPS_FILE')
+    if nodeps:
+        locked.update(read_pins((ROOT / nodeps).read_text().splitlines()))
     differences = lock_differences(locked, installed_pins())
     assert not differences, (f'{sys.prefix} differs from {lock} (run make venv to sync, or '
                              'make lock after changing a requirements file):\n'
