@@ -104,6 +104,15 @@ def _cuda_available():
     return bool(torch.cuda.is_available())
 
 
+def _tensorrt_usable():
+    """Return True for a real TensorRT: with only tensorrt-stubs, ``import tensorrt`` is empty."""
+    try:
+        import tensorrt
+    except (ImportError, OSError):
+        return False
+    return hasattr(tensorrt, 'Builder')
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip gpu/tensorrt tests cleanly on machines without CUDA or TensorRT."""
     needs_gpu = any(item.get_closest_marker('gpu') for item in items)
@@ -113,8 +122,9 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if item.get_closest_marker('gpu'):
                 item.add_marker(skip)
-    if needs_trt and importlib.util.find_spec('tensorrt') is None:
-        skip = pytest.mark.skip(reason='needs TensorRT (python module tensorrt not installed)')
+    if needs_trt and not _tensorrt_usable():
+        skip = pytest.mark.skip(reason='needs TensorRT (no usable tensorrt module: not installed, '
+                                'or only its type stubs)')
         for item in items:
             if item.get_closest_marker('tensorrt'):
                 item.add_marker(skip)
