@@ -124,7 +124,7 @@ endif
 # ONNX models for the torch-free (lite) test runs, exported by the Python 3.11 venv.
 test-models: $(TEST_MODELS)/.stamp
 
-$(TEST_MODELS)/.stamp: test/make_test_models.py
+$(TEST_MODELS)/.stamp: test/make_test_models.py test/onnx_models.py
 	$(MAKE) venv PYTHON=$(MODEL_PYTHON) ROS=kilted LOCK=$(LOCK) VENV=$(MODEL_VENV)
 	$(MODEL_VENV)/bin/python test/make_test_models.py $(TEST_MODELS)
 	@touch $@

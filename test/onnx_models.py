@@ -30,8 +30,7 @@ import pytest
 #: name -> (checkpoint options, export options); seeded weights, so logits are O(10).
 MODELS = {
     't_128x256': ({'variant': 't', 'input_size': [128, 256]}, {'dynamic_batch': True}),
-    't_128x256_fused': ({'variant': 't', 'input_size': [128, 256]},
-                        {'dynamic_batch': True, 'fuse': True, 'confidence': True}),
+    't_fused': ({'variant': 't', 'input_size': [128, 256]}, {'fuse': True}),
 }
 
 

@@ -100,18 +100,6 @@ def test_onnxruntime_agrees_with_pytorch(models):
         assert (ort_masks == torch_masks).mean() >= ARGMAX_MIN_AGREEMENT
 
 
-def test_masks_come_back_at_each_frames_size(models):
-    frames = [street_image(480, 640, 1), street_image(256, 512, 2), street_image(1024, 2048, 3)]
-    segmenter = Segmenter.from_file(models['onnx'])
-    results = segmenter(frames)
-    assert [r.mask.shape for r in results] == [f.shape[:2] for f in frames]
-    assert all(r.mask.dtype == np.uint8 and r.confidence is None for r in results)
-    assert set(segmenter.timings) == {'preprocess', 'infer', 'postprocess', 'total'}
-    # Batched results equal one-by-one results.
-    for frame, result in zip(frames, results):
-        assert np.array_equal(segmenter.segment(frame).mask, result.mask)
-
-
 def test_nearest_mode_equals_argmax_then_nearest_enlargement(models):
     frame = doubled_frame(4)
     logits = reference_logits(models['checkpoint'], frame)
@@ -135,37 +123,6 @@ def test_bilinear_mode_and_confidence_equal_upsampled_logits(models):
     # logits: they differ where the winning class changes (measured mean 2.4e-5, max 2.4e-3).
     assert np.abs(result.confidence - expected_confidence).mean() < 0.01
     assert 0 < result.confidence.min() and result.confidence.max() <= 1
-
-
-def test_fused_model_refuses_what_it_cannot_output(models):
-    segmenter = Segmenter.from_file(models['fused'], confidence=True)
-    with pytest.raises(ModelFileError, match=r't_fused.onnx: .*--fuse.*labels'):
-        segmenter([street_image(256, 512)])
-
-
-@pytest.mark.parametrize('frame, message', [
-    (np.zeros((100, 100), np.uint8), r'frame 1: .*HxWx3 uint8.*\(100, 100\)'),
-    (np.zeros((100, 100, 4), np.uint8), r'frame 1: .*\(100, 100, 4\)'),
-    (np.zeros((100, 100, 3), np.float32), r'frame 1: .*float32'),
-    (np.zeros((0, 100, 3), np.uint8), r'frame 1: .*\(0, 100, 3\)'),
-])
-def test_wrong_frames_are_named(models, frame, message):
-    segmenter = Segmenter.from_file(models['onnx'])
-    with pytest.raises(ValueError, match=message):
-        segmenter([street_image(64, 64), frame])
-
-
-def test_corrupt_and_truncated_onnx_are_refused(models, tmp_path):
-    truncated = tmp_path / 'truncated.onnx'
-    truncated.write_bytes(models['onnx'].read_bytes()[:100_000])
-    with pytest.raises(ModelFileError, match='truncated.onnx: not a valid ONNX model'):
-        load_backend(truncated)
-    garbage = tmp_path / 'garbage.onnx'
-    garbage.write_bytes(b'\x00not onnx' * 100)
-    with pytest.raises(ModelFileError, match='garbage.onnx: not a valid ONNX model'):
-        load_backend(garbage)
-    with pytest.raises(ModelFileError, match="unknown model type '.bin'"):
-        load_backend(tmp_path / 'model.bin')
 
 
 def test_model_whose_classes_disagree_with_its_config_is_refused(tmp_path):
@@ -243,41 +200,3 @@ def test_bench_device_cuda_without_cuda_is_one_line_and_cpu_runs(models, monkeyp
     assert 'CUDAExecutionProvider' in err and 'Traceback' not in err
     assert main(args + ['--device', 'cpu', '--threads', '1']) == 0
     assert 'onnxruntime on CPU' in capsys.readouterr().out
-
-
-def test_output_renderer_gives_each_output_and_one_png_setting(tmp_path):
-    import cv2
-    from liteseg_ros.inference.outputs import (encode_png, output_topic, OUTPUTS,
-                                               OutputRenderer, write_png)
-
-    names = ['road', 'sidewalk', 'car']
-    palette = [[128, 64, 128], [244, 35, 232], [0, 0, 142]]
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
-    mask = rng.integers(0, 3, (6, 8), dtype=np.uint8)
-    confidence = rng.random((6, 8), dtype=np.float32)
-    renderer = OutputRenderer(names, palette, overlay_alpha=0.25)
-    out = renderer.render(OUTPUTS, image, mask, confidence)
-    assert list(out) == list(OUTPUTS)
-    color = np.asarray(palette, np.uint8)[mask]
-    np.testing.assert_array_equal(out['color'], color)
-    # Rounded to uint8: half a grey level, plus float round-off of the blend.
-    assert np.abs(out['overlay'] - (0.75 * image + 0.25 * color)).max() <= 0.5 + 1e-6
-    np.testing.assert_array_equal(out['mask'], mask)
-    np.testing.assert_array_equal(cv2.imdecode(np.frombuffer(out['mask/compressed'], np.uint8),
-                                               cv2.IMREAD_UNCHANGED), mask)
-    np.testing.assert_array_equal(out['confidence'], np.rint(confidence * 255))
-    np.testing.assert_array_equal(out['drivable_area'], np.where(mask == 0, 255, 0))
-    renderer.drivable_classes = ['Sidewalk', 'car']
-    np.testing.assert_array_equal(renderer.render(['drivable_area'], image, mask)
-                                  ['drivable_area'], np.where(mask > 0, 255, 0))
-    assert 'confidence' not in renderer.render(['confidence'], image, mask)
-    with pytest.raises(ValueError, match="'sky' is not a class of this model"):
-        renderer.drivable_classes = ['sky']
-    with pytest.raises(ValueError, match='unknown output'):
-        renderer.render(['colour'], image, mask)
-    write_png(tmp_path / 'sub' / 'color.png', out['color'])
-    np.testing.assert_array_equal(cv2.imread(str(tmp_path / 'sub' / 'color.png'))[:, :, ::-1],
-                                  color)
-    assert encode_png(mask) == out['mask/compressed']
-    assert output_topic('/cam0', 'mask/compressed') == '/cam0/segmentation/mask/compressed'
