@@ -46,6 +46,7 @@ import sys
 import tempfile
 import time
 
+from bench_models import default_model
 import cv2
 from liteseg_ros.bags.evaluation import evaluate_bag
 from liteseg_ros.bags.rosbag import BagWriter, compressed_message, header, image_message
@@ -56,22 +57,6 @@ import numpy as np
 
 HEIGHT, WIDTH = 1080, 1920
 TOPIC = '/camera/image_raw'
-
-
-def default_model(scratch):
-    """Export PP-LiteSeg-T (random weights, seeded) to ONNX at 512x1024."""
-    import torch
-
-    from liteseg_ros.model import build_model, save_checkpoint
-    from training.export import export_onnx
-
-    torch.manual_seed(0)
-    checkpoint = Path(scratch) / 't.pt'
-    save_checkpoint(checkpoint, build_model('t', 19, dataset='cityscapes',
-                                            input_size=[512, 1024]))
-    onnx_path = Path(scratch) / 't.onnx'
-    export_onnx(checkpoint, onnx_path)
-    return onnx_path
 
 
 def write_bag(path, frames, encoding, storage):
@@ -122,7 +107,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix='bag_overhead_') as scratch:
-        model = args.model or default_model(scratch)
+        model = args.model or default_model(scratch, input_size=[512, 1024])
         segmenter = Segmenter.from_file(model, upsample=args.upsample, threads=args.threads)
         frames = [make_street_scene(HEIGHT, WIDTH, seed=i) for i in range(args.frames)]
         segmenter([frames[0]])  # warm up

@@ -25,9 +25,9 @@ import os
 from pathlib import Path
 import random
 import subprocess
-import sys
 import time
 
+from bench_models import default_model  # noqa: F401 (the node benchmarks import it here)
 from liteseg_ros.ros.node_demo import node_command
 import yaml
 
@@ -35,25 +35,20 @@ ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 300
 
 
-def default_model(scratch, input_size=None, dynamic_batch=False):
-    """
-    Export a PP-LiteSeg-T with random (seeded) weights to ONNX in ``scratch``; return its path.
-
-    ``input_size`` [height, width]: None for the default (512x1024). Speed does not depend on
-    the weights.
-    """
-    import torch
-
-    from liteseg_ros.model import build_model, save_checkpoint
-    sys.path.insert(0, str(ROOT))
-    from training.export import export_onnx
-
-    torch.manual_seed(0)
-    checkpoint = Path(scratch) / 't.pt'
-    save_checkpoint(checkpoint, build_model('t', 19, dataset='cityscapes',
-                                            input_size=input_size))
-    export_onnx(checkpoint, Path(scratch) / 't.onnx', dynamic_batch=dynamic_batch)
-    return Path(scratch) / 't.onnx'
+def machine():
+    """Return the CPU model, its widest AVX flag and the load averages, for every figure."""
+    model, flags = 'unknown CPU', ''
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name') and model == 'unknown CPU':
+                model = line.split(':', 1)[1].strip()
+            if line.startswith('flags') and not flags:
+                words = line.split()
+                flags = 'avx512f' if 'avx512f' in words else 'avx2' if 'avx2' in words else '-'
+    except OSError:
+        pass
+    load = ' '.join('%.2f' % v for v in os.getloadavg())
+    return '%s (%s, %d CPUs); load average %s' % (model, flags, os.cpu_count(), load)
 
 
 def prepare_dds():

@@ -46,7 +46,7 @@ at its default input size, 512x1024, exported to ONNX for ONNX Runtime; pass ``-
 Usage::
 
     python benchmarks/node_throughput.py [--duration 30] [--rounds 5] [--rate 30] [--threads 2]
-        [--width 2048 --height 1024] [--outputs mask] [--model MODEL] [--json OUT]
+        [--width 2048 --height 1024] [--outputs mask] [--reliable] [--model MODEL] [--json OUT]
 """
 
 import argparse
@@ -60,8 +60,8 @@ import threading
 import time
 
 from liteseg_ros.ros.node_demo import stop_node
-from node_bench import (default_model, listen_diagnostics, prepare_dds, ros_node, start_node,
-                        wait_until_active, write_params)
+from node_bench import (default_model, listen_diagnostics, machine, prepare_dds, ros_node,
+                        start_node, wait_until_active, write_params)
 import numpy as np
 
 CAMERA = 'bench_camera'
@@ -86,6 +86,8 @@ def parse_args(argv=None):
                         help='seconds of each node phase not measured')
     parser.add_argument('--standalone-seconds', type=float, default=5.0,
                         help='seconds of each standalone phase')
+    parser.add_argument('--reliable', action='store_true',
+                        help='reliable input QoS on both sides (default: best effort)')
     parser.add_argument('--outputs', default='mask',
                         help='comma-separated outputs to subscribe to (default: mask)')
     parser.add_argument('--json', type=Path, help='also write the figures here')
@@ -158,8 +160,10 @@ class Bench:
                 (lambda msg: self.arrivals.append(time.monotonic())) if output == 'mask'
                 else (lambda msg: None),
                 QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE))
-        self.publisher = node.create_publisher(Image, '/%s/image_raw' % CAMERA,
-                                               qos_profile_sensor_data)
+        self.publisher = node.create_publisher(
+            Image, '/%s/image_raw' % CAMERA,
+            QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE) if args.reliable
+            else qos_profile_sensor_data)
         self.serialized = serialized_frames(frames)
 
     def node_phase(self):
@@ -206,7 +210,8 @@ def run_rounds(args, model, frames, env, segmenter):
     """Start the node; alternate standalone and node phases; return a dict of figures."""
     scratch = Path(tempfile.mkdtemp(prefix='node_throughput_'))
     params = write_params(scratch / 'params.yaml', model_path=str(model), backend=args.backend,
-                          threads=args.threads, cameras=[CAMERA], diagnostics_period_s=1.0)
+                          threads=args.threads, cameras=[CAMERA], diagnostics_period_s=1.0,
+                          qos_reliability='reliable' if args.reliable else 'best_effort')
     log_path = scratch / 'node.log'
     process = start_node(params, log_path, env)
     try:
@@ -261,8 +266,8 @@ def print_rates(figures, result):
     """Print node and standalone FPS and their ratio."""
     median_ratio = figures['median_round_ratio']
     print()
-    print('node: %.2f FPS over %.0f s (%d masks; published %.1f Hz; in all the node took %d '
-          'frames, %d were replaced in the DDS queue or by a newer one)' % (
+    print('node: %.2f FPS over %.0f s (%d masks; published %.1f Hz; in all the node decoded %d '
+          'frames, %d were replaced by a newer one, stale or lost)' % (
               figures['node_fps'], figures['node_seconds'], figures['node_frames'],
               figures['published_hz'], figures['frames_received_by_node'],
               figures['dropped_by_node']))
@@ -317,6 +322,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix='node_throughput_model_') as scratch:
         model = args.model or default_model(scratch)
         frames = [make_street_scene(args.height, args.width, seed=s) for s in range(4)]
+        print(machine(), flush=True)
         print('model %s, backend %s, threads %d, frames %dx%d rgb8 published at %.0f Hz; '
               '%d rounds' % (model, args.backend, args.threads, args.width, args.height,
                              args.rate, args.rounds), flush=True)
@@ -328,6 +334,7 @@ def main(argv=None):
     figures = summarise(result)
     print_rates(figures, result)
     print_per_frame(figures)
+    print('python %s; %s' % (sys.version.split()[0], machine()))
     print('node log: %s' % result['log'])
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + '\n')

@@ -41,7 +41,8 @@ from training.export import export_onnx
 
 REPO = Path(__file__).resolve().parents[1]
 
-PADDLE2ONNX = ('paddle2onnx==2.1.0', 'numpy<2')
+# PaddleSeg's venv needs numpy<2; ml-dtypes >= 0.5 (via onnx) would pull numpy 2 back in.
+PADDLE2ONNX = ('paddle2onnx==2.1.0', 'numpy<2', 'ml-dtypes<0.5')
 
 
 def paddle_onnx(work, variant, num_classes, height, width):

@@ -27,7 +27,8 @@ Subcommands:
   and FPS of a model (see ``liteseg_ros.inference.bench``).
 - ``liteseg bag-eval BAG --image-topic T [--label-topic L] --model M [--output DIR]``: accuracy
   and latency on a recorded rosbag2, output bag, contact sheet; ``--live`` replays it against
-  a running node (see ``liteseg_ros.bags`` and ``docs/bag_eval.md``).
+  a running node; several bags (``--ray`` to run them on Ray) make one fleet report (see
+  ``liteseg_ros.bags`` and ``docs/bag_eval.md``).
 - ``liteseg dataset-to-bag OUT --dataset cityscapes|camvid|folder ...``: a dataset split as a
   rosbag2 with an image and a label topic (see ``liteseg_ros.bags.dataset_to_bag``).
 
@@ -119,8 +120,9 @@ def build_parser():
         description='Run the segmenter on the image topics of a rosbag2 (MCAP or sqlite3) and '
                     'report frames, FPS, per-stage latency and, with label topics, per-class '
                     'IoU, mIoU and pixel accuracy; write DIR/summary.json, DIR/bag, '
-                    'DIR/contact_sheet.png and DIR/confusion_matrix.png. --live replays the '
-                    'bag against a running segment_node instead.')
+                    'DIR/contact_sheet.png and DIR/confusion_matrix.png. Several bags (a '
+                    'fleet, optionally on Ray with --ray) get one subfolder each and a fleet '
+                    'summary. --live replays the bag against a running segment_node instead.')
     bag_eval.add_arguments(bag)
     bag.set_defaults(func=functools.partial(bag_eval.run, live=_run_live))
 

@@ -17,7 +17,7 @@
 
 from liteseg_ros.ros.node.diagnostics import (BatchCounters, camera_status, CameraCounters,
                                               CameraTimes, diagnostic_array, ERROR, node_status,
-                                              OK, WARN)
+                                              OK, TRANSPORT_LOSS_HINT, WARN)
 import pytest
 
 TOPIC = '/car/front/image_raw'
@@ -39,11 +39,31 @@ def test_all_frames_published_is_ok_with_rates_per_second():
 def test_dropped_frames_warn_and_count_every_kind():
     now = CameraCounters(received=12, published=9, dropped_replaced=1, dropped_in_queue=1,
                          dropped_stale=1)
-    result = status(now)
+    before = CameraCounters(dropped_in_queue=1)  # no frame lost in transport this period
+    result = status(now, before)
     assert result.level == WARN
-    assert result.message == '3 frames dropped (behind or stale)'
+    assert result.message == '2 frames dropped (behind or stale)'
     assert [result.values[k] for k in ('dropped_replaced', 'dropped_in_queue', 'dropped_stale',
                                        'dropped')] == ['1', '1', '1', '3']
+
+
+def test_frames_lost_in_transport_warn_with_cause_and_fixes():
+    before = CameraCounters(received=10, published=10, dropped_in_queue=2)
+    now = CameraCounters(received=20, published=20, dropped_in_queue=10, dropped_replaced=3)
+    result = status(now, before)
+    assert result.level == WARN
+    assert result.message == ('8 frames lost before the node received them. '
+                              + TRANSPORT_LOSS_HINT)
+    for words in ('best-effort', 'UDP', 'ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST',
+                  'socket buffers', 'FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA',
+                  'qos_reliability: reliable', 'net.core.rmem_max'):
+        assert words in result.message, words
+    assert result.values['dropped_in_queue'] == '10' and result.values['dropped'] == '13'
+    # Rejected images come first; losses older than the period are old news.
+    assert status(CameraCounters(received=20, published=19, decode_errors=1,
+                                 dropped_in_queue=10), before).message == '1 images rejected'
+    assert status(CameraCounters(received=20, published=20, dropped_in_queue=2),
+                  before).level == OK
 
 
 def test_levels_come_from_the_period_and_values_from_the_totals():

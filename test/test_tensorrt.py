@@ -38,12 +38,10 @@ from liteseg_ros.inference.backends.tensorrt_backend import TensorRTBackend
 from liteseg_ros.inference.model_files import engine_sidecar, onnx_metadata
 from liteseg_ros.inference.tensorrt import build as trt_build, cuda_memory, runtime
 from liteseg_ros.inference.tensorrt import (build_engine, cache_key, cached_engine,
-                                            calibration_files, check_platform,
-                                            DEFAULT_MAX_BATCH, engine_cache_key, engine_shapes,
-                                            file_sha256, HostDeviceBuffer, import_tensorrt,
-                                            load_calibration_image, PLATFORM_FIELDS,
-                                            read_calibration_cache, read_sidecar,
-                                            tensorrt_onnx, write_calibration_cache)
+                                            check_platform, DEFAULT_MAX_BATCH,
+                                            engine_cache_key, engine_shapes, file_sha256,
+                                            HostDeviceBuffer, import_tensorrt, PLATFORM_FIELDS,
+                                            read_sidecar, tensorrt_onnx)
 from model_fixtures import make_checkpoint, street_image
 import numpy as np
 import onnx
@@ -68,7 +66,24 @@ def models(tmp_path_factory):
     export_onnx(checkpoint, root / 't_dyn.onnx', dynamic_batch=True)
     export_onnx(checkpoint, root / 't_fused.onnx', fuse=True)
     return {'checkpoint': checkpoint, 'onnx': root / 't.onnx', 'dynamic': root / 't_dyn.onnx',
-            'fused': root / 't_fused.onnx'}
+            'fused': root / 't_fused.onnx', 'root': root}
+
+
+@pytest.fixture(scope='module')
+def reduced(models):
+    """Return fp16 and int8 versions of the fixed-batch export (int8: trt and cpu-avx2)."""
+    from training.quantize import reduce_precision
+
+    root, fp32 = models['root'], onnx.load(str(models['onnx']))
+    paths = {'fp16': root / 't_fp16.onnx', 'int8': root / 't_int8_trt.onnx',
+             'int8_avx2': root / 't_int8_avx2.onnx'}
+    quiet = {'log': lambda message: None}
+    onnx.save(reduce_precision(fp32, 'fp16', **quiet), str(paths['fp16']))
+    # Random weights leave many near-tied logits: the gate is the subject of test_quantize.
+    for key, scheme in (('int8', 'trt'), ('int8_avx2', 'cpu-avx2')):
+        model = reduce_precision(fp32, 'int8', frames(3), scheme, min_agreement=0.5, **quiet)
+        onnx.save(model, str(paths[key]))
+    return paths
 
 
 def frames(count, seed=0):
@@ -105,7 +120,8 @@ def test_cache_key_changes_with_every_input_and_only_with_them(tmp_path):
     sha = file_sha256(first)
     assert cache_key(sha, 'fp16', SHAPES, *PLATFORM.values()) == reference
     assert cache_key(sha, 'fp16', SHAPES, *PLATFORM.values(), variant='logits') != reference
-    assert cache_key(sha, 'fp16', SHAPES, *PLATFORM.values(), calibration='x') != reference
+    assert cache_key(sha, 'int8', SHAPES, *PLATFORM.values(), scheme='trt') != cache_key(
+        sha, 'int8', SHAPES, *PLATFORM.values())
     with pytest.raises(ValueError, match='precision'):
         cache_key(sha, 'bf16', SHAPES, *PLATFORM.values())
 
@@ -193,43 +209,22 @@ def test_without_tensorrt_the_error_says_so_and_names_the_alternatives(monkeypat
 
 
 def test_old_tensorrt_is_refused(monkeypatch):
-    monkeypatch.setitem(sys.modules, 'tensorrt', types.SimpleNamespace(__version__='8.6.1'))
+    old = types.SimpleNamespace(__version__='8.6.1', Builder=object)
+    monkeypatch.setitem(sys.modules, 'tensorrt', old)
     with pytest.raises(ImportError, match='TensorRT 8.6.1 is too old.*needs TensorRT >= 10'):
         import_tensorrt('x.engine')
 
 
-def test_calibration_cache_is_used_only_for_its_model_and_images(tmp_path):
-    path = tmp_path / 'm.engine.calib'
-    assert read_calibration_cache(path, b'tag') is None
-    write_calibration_cache(path, b'{"onnx": 1}', b'TRT-calibration\nx: 3c010a14\n')
-    assert read_calibration_cache(path, b'{"onnx": 1}') == b'TRT-calibration\nx: 3c010a14\n'
-    assert read_calibration_cache(path, b'{"onnx": 2}') is None
-
-
-def test_calibration_files_and_images(tmp_path):
-    import cv2
-
-    with pytest.raises(ValueError, match='does not exist'):
-        calibration_files(tmp_path / 'none')
-    (tmp_path / 'empty').mkdir()
-    with pytest.raises(ValueError, match='no images'):
-        calibration_files(tmp_path / 'empty')
-    folder = tmp_path / 'images' / 'city'
-    folder.mkdir(parents=True)
-    for i in range(10):
-        image = np.zeros((64, 96, 3), np.uint8)
-        image[..., 2] = 200  # red in OpenCV's BGR order
-        image[0, 0, 0] = i
-        cv2.imwrite(str(folder / f'{i:02d}.png'), image)
-    (folder / 'notes.txt').write_text('not an image')
-    files = calibration_files(tmp_path / 'images', limit=4)
-    assert [f.name for f in files] == ['00.png', '02.png', '05.png', '07.png']
-    rgb = load_calibration_image(files[0], 32, 48)
-    assert rgb.shape == (32, 48, 3) and rgb.dtype == np.uint8
-    assert rgb[..., 0].min() == 200 and rgb[..., 2].max() <= 10  # RGB order
-    (folder / 'bad.png').write_bytes(b'not a png')
-    with pytest.raises(ValueError, match='bad.png: not a readable image'):
-        load_calibration_image(folder / 'bad.png', 32, 48)
+def test_a_tensorrt_namespace_without_builder_is_not_tensorrt(monkeypatch, tmp_path):
+    # What `import tensorrt` gives with only tensorrt-stubs installed: an empty namespace.
+    stub = types.ModuleType('tensorrt')
+    stub.__path__ = [str(tmp_path / 'tensorrt')]
+    monkeypatch.setitem(sys.modules, 'tensorrt', stub)
+    with pytest.raises(ImportError) as error:
+        import_tensorrt('x.engine')
+    message = str(error.value)
+    assert message.startswith('TensorRT is not installed') and 'has no Builder' in message
+    assert 'too old' not in message
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,24 +350,41 @@ def memory_at(pointer, nbytes):
 
 
 MAGIC = b'FAKE-TRT-ENGINE\n'
+
+
+def network_precision(model):
+    """Return what a strongly typed build of ``model`` runs in: 'int8', 'fp16' or 'fp32'."""
+    ops = {node.op_type for node in model.graph.node}
+    if 'QuantizeLinear' in ops:
+        return 'int8'
+    halves = [t for t in model.graph.initializer if t.data_type == TensorProto.FLOAT16]
+    return 'fp16' if halves else 'fp32'
+
+
 ONNX_TO_TRT = {TensorProto.FLOAT: 'float', TensorProto.FLOAT16: 'half',
                TensorProto.UINT8: 'uint8', TensorProto.INT64: 'int64',
                TensorProto.INT32: 'int32'}
 
 
 def make_fake_tensorrt(version='10.9.0.34'):
-    """Return a module with the slice of the TensorRT 10 Python API the code uses."""
+    """
+    Return a module with the slice of the TensorRT Python API the code uses.
+
+    Only names that TensorRT 10.x and 11.x both have (the stubs' names, checked by
+    test_the_stand_in_uses_only_names_of_the_published_api): no BuilderFlag, no calibrator,
+    so a weakly typed build fails here as it fails on TensorRT 11.
+    """
     import onnxruntime as ort
 
     trt = types.ModuleType('tensorrt')
     trt.__version__ = version
-    trt.builds, trt.calibration_batches = [], []
+    trt.builds = []
     trt.DataType = types.SimpleNamespace(FLOAT='float', HALF='half', UINT8='uint8',
                                          INT64='int64', INT32='int32')
     trt.nptype = {'float': np.float32, 'half': np.float16, 'uint8': np.uint8,
                   'int64': np.int64, 'int32': np.int32}.__getitem__
     trt.TensorIOMode = types.SimpleNamespace(INPUT='input', OUTPUT='output')
-    trt.BuilderFlag = types.SimpleNamespace(FP16='fp16', INT8='int8')
+    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=1)
     trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE='workspace')
 
     class Base:
@@ -381,7 +393,7 @@ def make_fake_tensorrt(version='10.9.0.34'):
         def __init__(self):
             pass
 
-    trt.ILogger = trt.IInt8EntropyCalibrator2 = trt.IProgressMonitor = Base
+    trt.ILogger = trt.IProgressMonitor = Base
 
     def dims(value):
         return [d.dim_value if d.dim_value else -1 for d in value.type.tensor_type.shape.dim]
@@ -390,6 +402,10 @@ def make_fake_tensorrt(version='10.9.0.34'):
         """The network the parser fills: here, the parsed ONNX model."""
 
         model = None
+
+        def __init__(self, flags):
+            self.strongly_typed = bool(flags & (1 << trt.NetworkDefinitionCreationFlag.
+                                                STRONGLY_TYPED))
 
     class Parser:
         """OnnxParser enforcing the UINT8 cast rule."""
@@ -426,23 +442,17 @@ def make_fake_tensorrt(version='10.9.0.34'):
             return self.data
 
     class Config:
-        """IBuilderConfig."""
+        """IBuilderConfig (TensorRT 11: no precision flags, no calibrator)."""
 
         def __init__(self):
-            self.flags, self.profiles = set(), []
-            self.int8_calibrator = self.progress_monitor = self.calibration_profile = None
+            self.profiles = []
+            self.progress_monitor = None
 
         def set_memory_pool_limit(self, pool, size):
             assert pool == 'workspace' and size > 0
 
-        def set_flag(self, flag):
-            self.flags.add(flag)
-
         def add_optimization_profile(self, profile):
             self.profiles.append(profile.shapes)
-
-        def set_calibration_profile(self, profile):
-            self.calibration_profile = profile.shapes
 
         def create_timing_cache(self, data):
             return TimingCache(data)
@@ -454,13 +464,11 @@ def make_fake_tensorrt(version='10.9.0.34'):
     class Builder:
         """Builder: the serialized engine is a header and the ONNX model."""
 
-        platform_has_fast_fp16 = True
-
         def __init__(self, logger):
             self.logger = logger
 
-        def create_network(self, flags):
-            return Network()
+        def create_network(self, flags=0):
+            return Network(flags)
 
         def create_builder_config(self):
             return Config()
@@ -481,19 +489,10 @@ def make_fake_tensorrt(version='10.9.0.34'):
             for step in range(2):
                 assert monitor.step_complete('Building engine', step)
             monitor.phase_finish('Building engine')
-            if 'int8' in config.flags:
-                calibrator = config.int8_calibrator
-                if calibrator.read_calibration_cache() is None:
-                    shape = (config.calibration_profile or profile)['opt']
-                    assert calibrator.get_batch_size() == shape[0]
-                    while True:
-                        pointers = calibrator.get_batch([graph_input.name])
-                        if not pointers:
-                            break
-                        data = memory_at(pointers[0], int(np.prod(shape))).reshape(shape)
-                        trt.calibration_batches.append(data.copy())
-                    calibrator.write_calibration_cache(b'TRT-fake-calibration')
-            trt.builds.append(sorted(config.flags))
+            if not network.strongly_typed:  # TensorRT 11 has no other kind
+                self.logger.log(1, 'weakly typed networks are not supported')
+                return None
+            trt.builds.append(network_precision(network.model))
             header = json.dumps({'profile': profile}).encode() + b'\n'
             return MAGIC + header + network.model.SerializeToString()
 
@@ -573,6 +572,11 @@ def make_fake_tensorrt(version='10.9.0.34'):
                 return None
 
     trt.Builder, trt.OnnxParser, trt.Runtime = Builder, Parser, Runtime
+    # The published class each stand-in plays (test_tensorrt_api compares their names).
+    trt.stand_ins = {'Builder': Builder, 'IBuilderConfig': Config, 'INetworkDefinition': Network,
+                     'IOptimizationProfile': Profile, 'ITimingCache': TimingCache,
+                     'OnnxParser': Parser, 'Runtime': Runtime, 'ICudaEngine': Engine,
+                     'IExecutionContext': Context}
     return trt
 
 
@@ -588,14 +592,14 @@ def fake_trt(monkeypatch):
 def test_build_writes_engine_and_a_complete_sidecar(models, fake_trt, tmp_path):
     engine = tmp_path / 'out' / 't.engine'
     timing = tmp_path / 'timing.cache'
-    assert build_engine(models['onnx'], engine, 'fp16', timing_cache=timing) == engine
-    assert fake_trt.builds == [['fp16']]
+    assert build_engine(models['onnx'], engine, timing_cache=timing) == engine
+    assert fake_trt.builds == ['fp32']
     info = read_sidecar(engine)
     assert info['config'] == read_sidecar(engine)['config']
     assert info['config']['input_size'] == SMALL
     assert info['io']['output'] == 'labels' and info['io']['layout'] == 'nhwc_uint8'
     assert info['input_shape'] == [1, 128, 256, 3]
-    assert info['precision'] == 'fp16'
+    assert info['precision'] == 'fp32' and info['int8_scheme'] is None
     assert info['onnx_sha256'] == file_sha256(models['onnx'])
     assert (info['tensorrt_version'], info['gpu_name'], info['compute_capability']) == (
         '10.9.0.34', 'Fake GPU', '8.6')
@@ -624,7 +628,7 @@ def test_engine_runs_like_onnxruntime_frame_by_frame_for_other_batches(models, f
 
 
 def test_dynamic_engine_runs_in_profile_sized_chunks(models, fake_trt, tmp_path):
-    engine = build_engine(models['dynamic'], tmp_path / 'd.engine', 'fp16', batch=2)
+    engine = build_engine(models['dynamic'], tmp_path / 'd.engine', batch=2)
     info = read_sidecar(engine)
     assert info['input_shape'] == [-1, 128, 256, 3]
     assert info['profile']['max'] == [2, 128, 256, 3]
@@ -640,7 +644,7 @@ def test_onnx_model_builds_once_then_loads_from_the_cache(models, fake_trt, tmp_
     backend = TensorRTBackend(models['onnx'], cache_dir=cache)
     engines = list(cache.glob('*.engine'))
     assert len(engines) == 1 and engines[0] == backend.engine_path
-    assert engines[0].name.startswith('t-fp16-labels-')
+    assert engines[0].name.startswith('t-fp32-labels-')
     assert len(list(cache.glob('timing-trt10.9.0.34-sm86.cache'))) == 1
     TensorRTBackend(models['onnx'], cache_dir=cache)
     assert len(fake_trt.builds) == 1
@@ -661,27 +665,27 @@ def test_onnx_model_builds_once_then_loads_from_the_cache(models, fake_trt, tmp_
 
 
 def test_cached_engine_rebuilds_when_its_sidecar_is_broken(models, fake_trt, tmp_path):
-    engine = cached_engine(models['onnx'], tmp_path, 'fp16')
-    assert cached_engine(models['onnx'], tmp_path, 'fp16') == engine
+    engine = cached_engine(models['onnx'], tmp_path)
+    assert cached_engine(models['onnx'], tmp_path, 'fp32') == engine
     engine_sidecar(engine).write_text('{')
-    assert cached_engine(models['onnx'], tmp_path, 'fp16') == engine
+    assert cached_engine(models['onnx'], tmp_path) == engine
     assert len(fake_trt.builds) == 2 and read_sidecar(engine)
 
 
 def test_engine_for_another_platform_is_refused_before_deserialising(
         models, fake_trt, tmp_path):
-    engine = build_engine(models['onnx'], tmp_path / 't.engine', 'fp16')
+    engine = build_engine(models['onnx'], tmp_path / 't.engine')
     fake_trt.__version__ = '10.3.0.26'
     with pytest.raises(ModelFileError) as error:
         load_backend(engine)
     message = str(error.value)
     assert "TensorRT version: engine built with '10.9.0.34', this machine has '10.3.0.26'" in (
         message)
-    assert f'--engine {engine} --precision fp16' in message
+    assert f'--engine {engine} --precision fp32' in message
 
 
 def test_corrupt_and_truncated_engines_are_refused_naming_the_file(models, fake_trt, tmp_path):
-    engine = build_engine(models['onnx'], tmp_path / 't.engine', 'fp16')
+    engine = build_engine(models['onnx'], tmp_path / 't.engine')
     data = engine.read_bytes()
     engine.write_bytes(data[:len(data) // 2])
     with pytest.raises(ModelFileError, match=f'{engine}: the file does not match its '
@@ -701,30 +705,48 @@ def test_corrupt_and_truncated_engines_are_refused_naming_the_file(models, fake_
         load_backend(tmp_path / 'missing.engine')
 
 
-def test_int8_calibrates_on_the_images_once_then_reuses_the_table(models, fake_trt, tmp_path):
-    import cv2
+def test_fp16_and_int8_engines_come_from_the_onnx_types(reduced, fake_trt, tmp_path):
+    for precision in ('fp16', 'int8'):
+        engine = build_engine(reduced[precision], tmp_path / f'{precision}.engine')
+        info = read_sidecar(engine)
+        assert info['precision'] == precision
+        assert info['int8_scheme'] == ('trt' if precision == 'int8' else None)
+        backend = load_backend(engine)
+        batch = frames(2, seed=7)
+        # The stand-in runs the same ONNX in ONNX Runtime: the backend's labels exactly.
+        np.testing.assert_array_equal(backend.run(batch)['labels'],
+                                      OnnxRuntimeBackend(reduced[precision]).run(batch)['labels'])
+    assert fake_trt.builds == ['fp16', 'int8']
+    # The cache key and the file name carry the precision (and scheme) of the ONNX model.
+    cached = cached_engine(reduced['int8'], tmp_path / 'cache')
+    assert cached.name.startswith('t_int8_trt-int8-labels-')
 
-    images = tmp_path / 'calibration'
-    images.mkdir()
-    for i in range(3):
-        cv2.imwrite(str(images / f'{i}.jpg'), street_image(256, 512, seed=i)[..., ::-1])
-    with pytest.raises(ValueError, match='int8 needs calibration images'):
-        build_engine(models['onnx'], tmp_path / 'q.engine', 'int8')
-    engine = build_engine(models['onnx'], tmp_path / 'q.engine', 'int8',
-                          calibration_images=images)
-    assert fake_trt.builds == [['fp16', 'int8']]
-    assert len(fake_trt.calibration_batches) == 3
-    first = fake_trt.calibration_batches[0]
-    assert first.shape == (1, 128, 256, 3) and first.dtype == np.uint8
-    expected = load_calibration_image(images / '0.jpg', 128, 256)
-    np.testing.assert_array_equal(first[0], expected)
-    calibration = tmp_path / 'q.engine.calib'
-    assert calibration.read_bytes().endswith(b'\nTRT-fake-calibration')
-    build_engine(models['onnx'], engine, 'int8', calibration_images=images)
-    assert len(fake_trt.calibration_batches) == 3  # the table was reused
-    cv2.imwrite(str(images / '3.jpg'), street_image(256, 512, seed=3)[..., ::-1])
-    build_engine(models['onnx'], engine, 'int8', calibration_images=images)
-    assert len(fake_trt.calibration_batches) == 3 + 4  # new images: calibrated again
+
+def test_a_precision_the_onnx_model_lacks_is_an_error_not_a_fallback(models, reduced,
+                                                                     fake_trt, tmp_path):
+    with pytest.raises(ModelFileError, match='is a fp32 ONNX model .* for fp16 export one: '
+                                             'python -m training.export .*--precision fp16'):
+        build_engine(models['onnx'], tmp_path / 'a.engine', 'fp16')
+    with pytest.raises(ModelFileError, match='--precision int8 --calibration SRC '
+                                             '--int8-scheme trt'):
+        TensorRTBackend(models['onnx'], cache_dir=tmp_path, precision='int8')
+    with pytest.raises(ModelFileError, match="int8 scheme 'cpu-avx2' has zero points "
+                                             'TensorRT does not take'):
+        build_engine(reduced['int8_avx2'], tmp_path / 'b.engine')
+    assert fake_trt.builds == [] and not list(tmp_path.glob('*.engine'))
+
+
+def test_a_gpu_or_tensorrt_that_cannot_build_the_precision_is_named(reduced, fake_trt,
+                                                                    tmp_path, monkeypatch):
+    monkeypatch.setattr(FakeCuda, 'properties', lambda self: ('Tesla M40', '5.2'))
+    with pytest.raises(RuntimeError, match=r'Tesla M40 \(compute capability 5.2\) cannot run '
+                                           'fp16 engines .*--precision fp32'):
+        build_engine(reduced['fp16'], tmp_path / 'a.engine')
+    monkeypatch.setattr(FakeCuda, 'properties', lambda self: ('Fake GPU', '8.6'))
+    del fake_trt.NetworkDefinitionCreationFlag
+    with pytest.raises(RuntimeError, match='has no strongly typed networks'):
+        build_engine(reduced['int8'], tmp_path / 'b.engine')
+    assert not list(tmp_path.glob('*.engine'))
 
 
 def test_parse_errors_name_the_onnx_file(models, fake_trt, tmp_path, monkeypatch):
@@ -749,9 +771,9 @@ def real_tensorrt():
 
 @pytest.mark.tensorrt
 @pytest.mark.gpu
-def test_fp16_engine_agrees_with_pytorch_fp32(models, tmp_path):
+def test_fp16_engine_agrees_with_pytorch_fp32(models, reduced, tmp_path):
     real_tensorrt()
-    backend = TensorRTBackend(models['onnx'], cache_dir=tmp_path, precision='fp16')
+    backend = TensorRTBackend(reduced['fp16'], cache_dir=tmp_path, precision='fp16')
     reference = Segmenter(load_backend(models['checkpoint'], 'torch'))
     segmenter = Segmenter(backend)
     batch = [street_image(*SMALL, seed=i) for i in range(4)]
@@ -760,7 +782,8 @@ def test_fp16_engine_agrees_with_pytorch_fp32(models, tmp_path):
     # fp16 has 8000x float32's epsilon (9.8e-4): pixels whose two best logits lie within a
     # few 1e-3 of the logit scale may flip; 0.5 % of the pixels allows for those.
     assert (got == expected).mean() >= 0.995
-    assert TensorRTBackend(models['onnx'], cache_dir=tmp_path).engine_path == backend.engine_path
+    assert TensorRTBackend(reduced['fp16'], cache_dir=tmp_path).engine_path == (
+        backend.engine_path)
 
 
 @pytest.mark.tensorrt

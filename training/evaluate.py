@@ -28,7 +28,9 @@ Usage::
         --checkpoint model.pt [--flip] [--scales 0.75 1.0 1.25] [--split val] [--output DIR]
         [--cityscapes-test-output DIR] [--size W H] [--device cuda] [--set key=value ...]
 
-prints a per-class IoU table, mIoU and pixel accuracy, and writes ``metrics.json`` and
+prints a per-class IoU table (n/a for a class with neither labels nor predictions), PaddleSeg's
+mIoU over all classes, the Cityscapes script's mIoU over the present classes (each named by
+what it averages) and pixel accuracy, and writes ``metrics.json`` and
 ``confusion_matrix.png`` to the output folder (default ``<output_dir>/eval_<split>``).
 ``--cityscapes-test-output DIR`` also writes each prediction as a Cityscapes label-id PNG
 ``DIR/<city>/<city>_<seq>_<frame>_leftImg8bit.png``, the names the evaluation server and
@@ -43,6 +45,7 @@ import sys
 import cv2
 from liteseg_ros.atomic_file import write_bytes_atomic
 from liteseg_ros.classes import CITYSCAPES_TRAINID_LUT
+from liteseg_ros.inference.metrics import miou_label
 from liteseg_ros.model import CheckpointError, load_model
 import numpy as np
 import torch
@@ -106,8 +109,10 @@ def evaluate(model, dataset, num_classes, eval_size=None, scales=(1.0,), flip=Fa
     :param scales: multi-scale factors of ``eval_size``; :param flip: add mirrored passes.
     :param on_prediction: optional ``callback(index, prediction)`` with the HxW int64 class
         map of every image (e.g. to write test-server PNGs).
-    :returns: dict with ``miou``, ``pixel_accuracy``, ``per_class_iou`` {class name: IoU},
-        ``confusion`` (ndarray, rows ground truth), ``num_images`` and ``has_labels``. Under
+    :returns: dict with ``miou`` (PaddleSeg: absent classes count 0), ``miou_present_classes``
+        (cityscapesscripts: classes with neither labels nor predictions skipped; None when
+        none occurs), ``classes_present``, ``pixel_accuracy``, ``per_class_iou`` {class name:
+        IoU}, ``confusion`` (ndarray, rows ground truth), ``num_images`` and ``has_labels``. Under
         torch.distributed every process evaluates a share and all get the summed result.
     """
     net = _unwrap(model)
@@ -143,7 +148,11 @@ def evaluate(model, dataset, num_classes, eval_size=None, scales=(1.0,), flip=Fa
     if len(names) != num_classes:
         names = [f'class_{i}' for i in range(num_classes)]
     iou = confusion.iou()
-    return {'miou': confusion.miou(), 'pixel_accuracy': confusion.pixel_accuracy(),
+    present = confusion.present()
+    return {'miou': confusion.miou(),
+            'miou_present_classes': confusion.miou(skip_empty=True) if present.any() else None,
+            'classes_present': [n for n, p in zip(names, present) if p],
+            'pixel_accuracy': confusion.pixel_accuracy(),
             'per_class_iou': dict(zip(names, iou.tolist())), 'confusion': confusion.numpy(),
             'num_images': len(dataset), 'has_labels': has_labels}
 
@@ -168,14 +177,24 @@ def write_cityscapes_prediction(out_dir, sample_id, prediction):
 
 
 def format_table(result):
-    """Return the per-class IoU table and the summary lines as text."""
-    width = max([len(n) for n in result['per_class_iou']] + [5])
+    """
+    Return the per-class IoU table and the summary lines as text.
+
+    Classes with neither labels nor predictions show n/a; both mIoUs are named by what they
+    average (``inference.metrics.miou_label``).
+    """
+    names = list(result['per_class_iou'])
+    present = set(result.get('classes_present', names))
+    figures = [(miou_label(len(names)), result['miou'])]
+    if result.get('miou_present_classes') is not None:
+        figures.append((miou_label(len(names), len(present)), result['miou_present_classes']))
+    figures.append(('pixel accuracy', result['pixel_accuracy']))
+    width = max([len(n) for n in names] + [len(text) for text, _ in figures] + [5])
     lines = [f"{'class':<{width}}  IoU (%)"]
-    lines += [f'{name:<{width}}  {100 * iou:7.2f}'
+    lines += [f'{name:<{width}}  ' + (f'{100 * iou:7.2f}' if name in present else '    n/a')
               for name, iou in result['per_class_iou'].items()]
     lines.append('-' * (width + 9))
-    lines.append(f"{'mIoU':<{width}}  {100 * result['miou']:7.2f}")
-    lines.append(f"{'pixel accuracy':<{width}}  {100 * result['pixel_accuracy']:7.2f}")
+    lines += [f'{text:<{width}}  {100 * value:7.2f}' for text, value in figures]
     return '\n'.join(lines)
 
 
@@ -244,8 +263,8 @@ def main(argv=None):
         print(f'{args.split}: no labels, no metrics computed')
         return 0
     print(format_table(result))
-    metrics = {key: result[key] for key in ('miou', 'pixel_accuracy', 'per_class_iou',
-                                            'num_images')}
+    metrics = {key: result[key] for key in ('miou', 'miou_present_classes', 'classes_present',
+                                            'pixel_accuracy', 'per_class_iou', 'num_images')}
     metrics.update({'confusion': result['confusion'].tolist(), 'config': str(args.config),
                     'checkpoint': str(args.checkpoint), 'split': args.split,
                     'size': list(size) if size else None, 'scales': list(scales),
@@ -254,8 +273,8 @@ def main(argv=None):
     confusion = ConfusionMatrix(num_classes)
     confusion.matrix = np.asarray(result['confusion'], np.int64)
     confusion.plot(out_dir / 'confusion_matrix.png', list(result['per_class_iou']),
-                   title=f'{Path(args.checkpoint).name} on {args.split}: mIoU '
-                         f"{100 * result['miou']:.2f}")
+                   title=f'{Path(args.checkpoint).name} on {args.split}: '
+                         f'{confusion.miou_label()} {100 * result["miou"]:.2f}')
     print(f"wrote {out_dir / 'metrics.json'} and {out_dir / 'confusion_matrix.png'}")
     return 0
 

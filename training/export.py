@@ -17,13 +17,17 @@ Export a liteseg checkpoint to ONNX (and optionally a TensorRT engine).
 
 The ONNX model carries the checkpoint's config in ``metadata_props``, so a node given only the
 ONNX file knows its classes. Exact at any input size (960x720 included): adaptive pooling is
-exported as exact per-bin means.
+exported as exact per-bin means. Precision is a property of the ONNX file, shared by every
+backend: fp16 types or int8 Q/DQ nodes (``training.quantize``), checked by an accuracy gate
+against fp32 before anything is written (docs/inference.md, "Precision").
 
 Usage::
 
     python -m training.export model.pt --onnx model.onnx [--height 512 --width 1024]
         [--batch N | --dynamic-batch] [--fuse [--confidence]]
-        [--engine model.engine --precision fp32|fp16|int8 [--calibration-images DIR]]
+        [--precision fp32|fp16|int8 [--calibration SRC [--calibration-topic T]]
+         [--calibration-frames N] [--int8-scheme auto|trt|cpu-avx2|cpu-vnni]
+         [--min-agreement 0.99]] [--engine model.engine]
 """
 
 import argparse
@@ -37,17 +41,28 @@ from liteseg_ros.atomic_file import write_bytes_atomic
 from liteseg_ros.inference.backends import load_backend
 from liteseg_ros.inference.model_files import write_onnx_metadata
 from liteseg_ros.inference.onnx_graph import IMAGE_INPUT, LOGITS_OUTPUT, wrap_pre_post
-from liteseg_ros.model import load_model
+from liteseg_ros.model import load_checkpoint, load_model
 import numpy as np
 import onnx
 import torch
+from training.calibration_data import DEFAULT_FRAMES, load_calibration_frames
+from training.quantize import DEFAULT_MIN_AGREEMENT, PRECISIONS, reduce_precision, SCHEMES
 
 OPSET = 17
 
 
 def export_onnx(checkpoint, onnx_path, height=None, width=None, batch=1, dynamic_batch=False,
-                fuse=False, confidence=False):
-    """Export ``checkpoint`` to ``onnx_path`` (written atomically); return the ONNX model."""
+                fuse=False, confidence=False, precision='fp32', frames=None, scheme='auto',
+                engine=False, min_agreement=DEFAULT_MIN_AGREEMENT, calibration=None,
+                log=print):
+    """
+    Export ``checkpoint`` to ``onnx_path`` (written atomically); return the ONNX model.
+
+    ``precision`` fp16 / int8 is made from the fp32 graph before fusing (``fuse``), gated for
+    accuracy on ``frames`` (uint8 NHWC at the model size; int8 calibrates on them) and
+    recorded in the io metadata; a model missing the gate raises PrecisionError and nothing
+    is written.
+    """
     model = load_model(checkpoint)
     config = model.config
     height = height or config['input_size'][0]
@@ -66,12 +81,16 @@ def export_onnx(checkpoint, onnx_path, height=None, width=None, batch=1, dynamic
         onnx_model = onnx.load(str(raw))
     io = {'input': IMAGE_INPUT, 'layout': 'nchw_float', 'output': 'logits',
           'confidence': False, 'height': height, 'width': width,
-          'batch': 'dynamic' if dynamic_batch else batch}
+          'batch': 'dynamic' if dynamic_batch else batch, 'precision': 'fp32'}
     write_onnx_metadata(onnx_model, config, io)
+    onnx_model.producer_name = 'liteseg_ros'
+    # Quantize the logits graph, then fuse: the fused pre/post-processing stays float and
+    # every backend fuses a plain int8/fp16 export as it fuses fp32 (docs/inference.md).
+    onnx_model = reduce_precision(onnx_model, precision, frames, scheme, engine, min_agreement,
+                                  calibration, log)
     if fuse:  # wrap_pre_post updates the io metadata (layout, input, outputs)
         onnx_model = wrap_pre_post(onnx_model, config['mean'], config['std'], 'labels',
                                    confidence)
-    onnx_model.producer_name = 'liteseg_ros'
     write_bytes_atomic(onnx_path, onnx_model.SerializeToString())
     return onnx_model
 
@@ -89,8 +108,8 @@ def check_against_torch(checkpoint, onnx_path, seed=0, device='cpu'):
     return float(np.abs(onnx_logits - torch_logits).max())
 
 
-def main(argv=None):
-    """Command-line entry point."""
+def parse_args(argv=None):
+    """Return the parsed command line."""
     parser = argparse.ArgumentParser(prog='python -m training.export',
                                      description=__doc__.split('\n\n')[0])
     parser.add_argument('checkpoint', help='liteseg checkpoint (.pt)')
@@ -106,20 +125,58 @@ def main(argv=None):
                         help='with --fuse: also output the per-pixel softmax confidence')
     parser.add_argument('--no-check', action='store_true',
                         help='skip comparing ONNX Runtime with PyTorch after export')
+    parser.add_argument('--precision', choices=PRECISIONS, default='fp32',
+                        help='fp16 types or int8 Q/DQ nodes in the ONNX model (default fp32)')
+    parser.add_argument('--calibration', metavar='SRC',
+                        help='int8 calibration (and fp16 check) frames: an image folder, a '
+                        'rosbag2 (with --calibration-topic) or a training config[:split]')
+    parser.add_argument('--calibration-topic', help='image topic of a --calibration bag')
+    parser.add_argument('--calibration-frames', type=int, default=DEFAULT_FRAMES,
+                        help=f'frames read from SRC, spread over it (default {DEFAULT_FRAMES}; '
+                        'every 4th is held out for the accuracy gate)')
+    parser.add_argument('--int8-scheme', choices=SCHEMES, default='auto',
+                        help='auto: trt with --engine, else by this CPU (VNNI: cpu-vnni)')
+    parser.add_argument('--min-agreement', type=float, default=DEFAULT_MIN_AGREEMENT,
+                        help='accuracy gate: argmax agreement with fp32 on held-out frames '
+                        '(default 0.99)')
     parser.add_argument('--engine', help='also build a TensorRT engine here')
-    parser.add_argument('--precision', choices=['fp32', 'fp16', 'int8'], default='fp16')
-    parser.add_argument('--calibration-images', help='image folder for int8 calibration')
     args = parser.parse_args(argv)
     if args.confidence and not args.fuse:
         parser.error('--confidence needs --fuse (an unfused model outputs logits)')
+    if args.precision == 'int8' and not args.calibration:
+        parser.error('--precision int8 needs --calibration SRC (frames like the ones the '
+                     'model will see)')
+    if args.precision != 'int8' and args.int8_scheme != 'auto':
+        parser.error('--int8-scheme needs --precision int8')
+    if not 0 < args.min_agreement <= 1:
+        parser.error('--min-agreement is a fraction in (0, 1]')
+    return args
+
+
+def _calibration_frames(args):
+    """Return (frames, summary) of --calibration at the export size, or (None, None)."""
+    if not args.calibration:
+        return None, None
+    config = load_checkpoint(args.checkpoint)['config']
+    height = args.height or config['input_size'][0]
+    width = args.width or config['input_size'][1]
+    return load_calibration_frames(args.calibration, height, width, args.calibration_frames,
+                                   args.calibration_topic)
+
+
+def main(argv=None):
+    """Command-line entry point."""
+    args = parse_args(argv)
     try:
+        frames, summary = _calibration_frames(args)
         export_onnx(args.checkpoint, args.onnx, args.height, args.width, args.batch,
-                    args.dynamic_batch, args.fuse, args.confidence)
-    except (ValueError, OSError) as exc:
+                    args.dynamic_batch, args.fuse, args.confidence, args.precision, frames,
+                    args.int8_scheme, bool(args.engine), args.min_agreement, summary)
+    except (ValueError, OSError) as exc:  # PrecisionError, CalibrationError, bag errors
         print(f'error: {exc}', file=sys.stderr)
         return 1
-    print(f'wrote {args.onnx} (opset {OPSET})')
-    if not args.no_check and not args.fuse:
+    print(f'wrote {args.onnx} (opset {OPSET}, {args.precision})')
+    if not args.no_check and not args.fuse and args.precision == 'fp32':
         print(f'max |ONNX Runtime - PyTorch| logit difference: '
               f'{check_against_torch(args.checkpoint, args.onnx):.2e}')
     if args.engine:
@@ -127,10 +184,9 @@ def main(argv=None):
 
         logging.basicConfig(level=logging.INFO, format='[%(levelname)s] %(message)s')
         try:
-            build_engine(args.onnx, args.engine, precision=args.precision,
-                         calibration_images=args.calibration_images)
+            build_engine(args.onnx, args.engine)
         except (ImportError, ValueError, OSError, RuntimeError) as exc:
-            # Missing TensorRT, int8 without images, parse or build failures: one clear line.
+            # Missing TensorRT, a precision this TensorRT/GPU cannot build: one clear line.
             print(f'error: {args.engine}: {exc}', file=sys.stderr)
             return 1
         print(f'wrote {args.engine} ({args.precision})')

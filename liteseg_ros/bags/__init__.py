@@ -21,7 +21,9 @@ Everything here works with ``rosbags`` alone (no rclpy, no generated message pac
 - ``evaluation``: ``liteseg bag-eval`` offline, the segmenter on recorded image topics;
 - ``report``: its summary JSON, text report, contact sheet and confusion matrix picture;
 - ``cli``: the ``liteseg bag-eval`` arguments (``--live`` is handed in: ``ros.live_replay``);
-- ``dataset_to_bag``: ``liteseg dataset-to-bag``, a dataset split written as a bag.
+- ``dataset_to_bag``: ``liteseg dataset-to-bag``, a dataset split written as a bag;
+- ``fleet``, ``fleet_ray``, ``fleet_report``: many bags, one report, in-process or on Ray
+  (ray is imported only for ``--ray``).
 
 See docs/architecture.md for the layers and docs/bag_eval.md for bag-eval.
 """

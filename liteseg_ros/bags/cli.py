@@ -18,12 +18,15 @@
 Offline (default) runs ``bags.evaluation`` with a model loaded here. ``--live`` runs the
 ``live`` function the caller hands to :func:`run` (``liteseg_ros.cli`` gives
 ``ros.live_replay.run_live``): the replay speaks ROS 2, and bags/ never imports ros/ (see
-docs/architecture.md). See docs/bag_eval.md.
+docs/architecture.md). Several bags (or ``--ray``) run ``bags.fleet``: one subfolder per bag
+and a fleet summary. See docs/bag_eval.md.
 """
 
 from pathlib import Path
 
 from liteseg_ros.bags.evaluation import evaluate_bag, pair_labels, parse_outputs
+from liteseg_ros.bags.fleet import exit_code, expand_bags, FleetRequest, run_fleet
+from liteseg_ros.bags.ground_grid import load_grid_config
 from liteseg_ros.bags.rosbag import BagError, BagReader, OUTPUT_TYPES
 from liteseg_ros.inference.backends import BACKENDS
 from liteseg_ros.inference.drivable import DRIVABLE_MODES
@@ -44,8 +47,10 @@ def parse_remap(items):
 
 def add_arguments(parser):
     """Add ``liteseg bag-eval`` arguments to ``parser``."""
-    parser.add_argument('bag', type=Path,
-                        help='rosbag2 directory, or a .mcap / .db3 file (MCAP or sqlite3)')
+    parser.add_argument('bag', nargs='+', metavar='BAG',
+                        help='rosbag2 directory, or a .mcap / .db3 file (MCAP or sqlite3); '
+                             'several, globs (quoted) or a .txt file listing bags evaluate a '
+                             'fleet: one subfolder of --output per bag and a fleet summary')
     parser.add_argument('--image-topic', action='append', required=True, metavar='TOPIC',
                         help='sensor_msgs/Image or CompressedImage topic; repeat for several '
                              'cameras')
@@ -59,7 +64,8 @@ def add_arguments(parser):
     parser.add_argument('--backend', default='auto', choices=BACKENDS,
                         help='inference backend (default: by model file type)')
     parser.add_argument('--threads', type=int, default=0,
-                        help='CPU inference threads (default 0: the backend default)')
+                        help='CPU inference threads (default 0: the backend default; with '
+                             '--ray on CPU: per worker, default 1)')
     parser.add_argument('--device', default='auto',
                         help="'auto' (default: the GPU when the backend has one), 'cpu', "
                              "'cuda' or 'cuda:N'")
@@ -75,8 +81,13 @@ def add_arguments(parser):
                         help='replace an existing DIR/bag')
     parser.add_argument('--outputs', default=None, metavar='LIST',
                         help='comma-separated outputs for DIR/bag: mask, mask/compressed, '
-                             'color, overlay, drivable_area (live also: confidence), or none '
+                             'color, overlay, drivable_area, drivable_grid (needs '
+                             '--camera-poses; live: confidence instead), or none '
                              '(default: mask,color,drivable_area)')
+    parser.add_argument('--camera-poses', type=Path, default=None, metavar='YAML',
+                        help='camera poses for drivable_grid: poses {namespace: [x, y, z, roll, '
+                             'pitch, yaw]} (+ frame_id, resolution, range), or the node params '
+                             'file')
     parser.add_argument('--drivable-classes', nargs='+', default=['road'], metavar='CLASS',
                         help='drivable class names, any case (default: road)')
     parser.add_argument('--drivable-mode', choices=DRIVABLE_MODES, default='classes',
@@ -86,6 +97,7 @@ def add_arguments(parser):
     parser.add_argument('--contact-sheet', type=int, default=4, metavar='N',
                         help='frames in contact_sheet.png (default 4; 0: none)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    _add_fleet_arguments(parser)
     live = parser.add_argument_group('live replay (--live, needs rclpy and a running node)')
     live.add_argument('--live', action='store_true',
                       help='replay into the ROS graph against a running segment_node')
@@ -103,6 +115,23 @@ def add_arguments(parser):
                            '(the node then needs max_frame_age_ms 0 or use_sim_time)')
 
 
+def _add_fleet_arguments(parser):
+    fleet = parser.add_argument_group('several bags (a fleet)')
+    fleet.add_argument('--ray', nargs='?', const='local', default=None,
+                       metavar='local|auto|ADDRESS',
+                       help="run the bags on Ray: 'local' (the default value) starts Ray on "
+                            "this machine, 'auto' or HOST:PORT joins a running cluster "
+                            '(needs pip install -r requirements-fleet.txt)')
+    fleet.add_argument('--workers', type=int, default=0, metavar='N',
+                       help='Ray workers, each keeping one model (default: one per GPU, '
+                            'else one per --threads CPUs of the cluster)')
+    fleet.add_argument('--resume', action='store_true',
+                       help='evaluate only the bags without a complete result in --output')
+    fleet.add_argument('--worst-frames', type=int, default=8, metavar='N',
+                       help='frames of lowest IoU across the fleet in worst_frames.png '
+                            '(default 8)')
+
+
 def run(args, live=None):
     """
     Run ``liteseg bag-eval``; return the exit code.
@@ -110,15 +139,29 @@ def run(args, live=None):
     ``live`` runs ``--live`` (with ``ros.live_replay.run_live``'s arguments); without it
     ``--live`` is refused.
     """
+    items = list(args.bag)
+    if args.ray not in (None, 'local', 'auto') and Path(args.ray).exists():
+        # `--ray BAG ...`: argparse took the first bag as the (optional) address.
+        items.insert(0, args.ray)
+        args.ray = 'local'
+    bags = expand_bags(items)
     if args.live:
         if live is None:
             raise ValueError('--live is not available here: it needs the ROS 2 side '
                              '(liteseg_ros.ros.live_replay); run it with the liteseg command')
+        if len(bags) != 1 or args.ray or args.resume:
+            raise ValueError('--live replays one bag; --ray, --resume and several bags are '
+                             'for offline evaluation')
+        args.bag = bags[0]
         return _run_live(args, live)
     if args.model is None:
         raise ValueError('--model is required (a .pt checkpoint, .onnx model or .engine); '
                          "only --live runs without one, against the running node's model")
+    if len(bags) > 1 or args.ray or args.resume:
+        return _run_fleet(args, bags)
+    args.bag = bags[0]
     outputs = parse_outputs(args.outputs)
+    poses = load_grid_config(args.camera_poses) if args.camera_poses else None
     # Check topics and the output folder before the (slow) model load.
     with BagReader(args.bag) as reader:
         reader.check_topics(args.image_topic, 'image topic')
@@ -137,10 +180,36 @@ def run(args, live=None):
         batch=args.batch, outputs=outputs, drivable_classes=args.drivable_classes,
         drivable_mode=args.drivable_mode, overlay_alpha=args.overlay_alpha,
         contact_frames=args.contact_sheet, overwrite=args.overwrite,
-        progress=not args.no_progress, model_name=str(args.model))
+        progress=not args.no_progress, model_name=str(args.model),
+        camera_poses=poses)
     if summary['interrupted']:
         return 130
     return 0 if summary['frames'] and not summary['read_error'] else 1
+
+
+def _run_fleet(args, bags):
+    if args.workers < 0 or args.worst_frames < 0:
+        raise ValueError('--workers and --worst-frames must be >= 0')
+    if args.workers and args.ray is None:
+        raise ValueError('--workers needs --ray (without it the bags run one after another)')
+    if not args.model.exists():
+        raise ValueError(f'--model {args.model}: no such file')
+    if args.ray is not None:
+        from liteseg_ros.bags.fleet_ray import import_ray
+
+        import_ray()  # a missing ray is one line before anything runs
+    request = FleetRequest(
+        image_topics=list(dict.fromkeys(args.image_topic)), label_topics=args.label_topic,
+        model=str(args.model), backend=args.backend, device=args.device,
+        threads=args.threads, upsample=args.upsample, batch=args.batch,
+        outputs=parse_outputs(args.outputs), drivable_classes=tuple(args.drivable_classes),
+        drivable_mode=args.drivable_mode, overlay_alpha=args.overlay_alpha,
+        contact_frames=args.contact_sheet, worst_frames=args.worst_frames)
+    pair_labels(request.image_topics, request.label_topics)
+    summary = run_fleet(bags, args.output, request, ray_address=args.ray, workers=args.workers,
+                        resume=args.resume, overwrite=args.overwrite,
+                        progress=not args.no_progress)
+    return exit_code(summary)
 
 
 def _run_live(args, run_live):

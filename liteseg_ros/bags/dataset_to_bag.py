@@ -26,7 +26,9 @@ relative path without extension) and writes, in file order, with stamps ``start 
   ``<topic>/compressed`` (format ``rgb8; jpeg compressed bgr8``, as image_transport names it;
   a ``.jpg`` source file is copied as is, others are encoded at ``--jpeg-quality``);
 - the label topic (default ``/camera/labels``): ``mono8`` class ids (255 = ignore) with the
-  same header, so ``liteseg bag-eval`` pairs it with the camera by namespace and stamp.
+  same header, so ``liteseg bag-eval`` pairs it with the camera by namespace and stamp;
+- with ``--camera-info FILE`` (a camera_calibration_parsers YAML), ``<namespace>/camera_info``
+  (``sensor_msgs/CameraInfo``) with each frame's header.
 
 Every message's log time equals its header stamp. MCAP by default, ``--storage sqlite3``
 otherwise. Files are read as ``training.datasets`` reads them (images with OpenCV, labels with
@@ -39,10 +41,13 @@ import shutil
 import time
 
 import cv2
+from liteseg_ros.bags.ground_grid import (camera_info_message, camera_info_topic,
+                                          load_calibration)
 from liteseg_ros.bags.rosbag import (BagError, BagWriter, compressed_message, header,
                                      image_message, STORAGES)
 from liteseg_ros.dataset_files import (camvid_files, cityscapes_files, cityscapes_label_lut,
                                        DatasetError, folder_files, read_label)
+from liteseg_ros.inference.outputs import image_namespace
 import numpy as np
 
 ENCODINGS = ('rgb8', 'bgr8', 'jpeg')
@@ -91,11 +96,13 @@ def read_mono8_label(path, lut=None):
 def dataset_to_bag(samples, out, rate=10.0, encoding='rgb8', storage='mcap',
                    image_topic='/camera/image_raw', label_topic='/camera/labels',
                    frame_id='camera', start_time=None, jpeg_quality=95, progress=True,
-                   log=print):
+                   log=print, calibration=None):
     """
     Write ``samples`` [(image path, label path or None, label LUT or None)] as a bag at ``out``.
 
-    Returns a dict: bag, storage, frames, labels, image_topic, label_topic, rate, start_time.
+    Returns a dict: bag, storage, frames, labels, image_topic, label_topic, rate, start_time,
+    camera_info_topic. ``calibration`` (bags.ground_grid.load_calibration) adds a CameraInfo
+    per frame; an image of another size than it is an error.
     A file that cannot be read stops the conversion with an error naming it, and the partial
     bag is removed.
     """
@@ -116,6 +123,7 @@ def dataset_to_bag(samples, out, rate=10.0, encoding='rgb8', storage='mcap',
     start_ns = int(round(start_time * 1e9))
     topic = image_topic + '/compressed' if encoding == 'jpeg' else image_topic
     labels = 0
+    info_topic = camera_info_topic(image_namespace(image_topic)) if calibration else None
     writer = BagWriter(out, storage)
     try:
         for index, (image_path, label_path, lut) in enumerate(
@@ -143,6 +151,9 @@ def dataset_to_bag(samples, out, rate=10.0, encoding='rgb8', storage='mcap',
                 else:
                     msg = image_message(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), 'rgb8', msg_header)
             writer.write(topic, stamp, msg)
+            if calibration is not None:
+                _write_camera_info(writer, info_topic, stamp, calibration, msg_header, size,
+                                   image_path)
             if label_path is not None:
                 label = read_mono8_label(label_path, lut)
                 if label.shape != tuple(size):
@@ -158,7 +169,16 @@ def dataset_to_bag(samples, out, rate=10.0, encoding='rgb8', storage='mcap',
     writer.close()
     return {'bag': str(out), 'storage': storage, 'frames': len(samples), 'labels': labels,
             'image_topic': topic, 'label_topic': label_topic if labels else None,
-            'encoding': encoding, 'rate': rate, 'start_time': start_ns / 1e9}
+            'encoding': encoding, 'rate': rate, 'start_time': start_ns / 1e9,
+            'camera_info_topic': info_topic}
+
+
+def _write_camera_info(writer, topic, stamp, calibration, msg_header, size, image_path):
+    expected = (int(calibration['image_height']), int(calibration['image_width']))
+    if tuple(size) != expected:
+        raise DatasetError(f'{image_path}: {size[1]}x{size[0]}, but the --camera-info '
+                           f'calibration is for {expected[1]}x{expected[0]} images')
+    writer.write(topic, stamp, camera_info_message(calibration, msg_header))
 
 
 def _jpeg_size_of(path, data):
@@ -219,15 +239,20 @@ def add_arguments(parser):
                         help='stamp of the first frame in seconds since the epoch (default: '
                              'now, whole seconds)')
     parser.add_argument('--limit', type=int, default=None, help='write only the first N frames')
+    parser.add_argument('--camera-info', type=Path, default=None, metavar='YAML',
+                        help='camera calibration (camera_calibration_parsers YAML): write '
+                             'NAMESPACE/camera_info beside the images')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
 
 
 def run(args):
     """Run ``liteseg dataset-to-bag``; return the exit code."""
     samples = samples_from_args(args)
+    calibration = load_calibration(args.camera_info) if args.camera_info else None
     result = dataset_to_bag(samples, args.output, args.rate, args.encoding, args.storage,
                             args.image_topic, args.label_topic, args.frame_id,
-                            args.start_time, args.jpeg_quality, not args.no_progress)
+                            args.start_time, args.jpeg_quality, not args.no_progress,
+                            calibration=calibration)
     print(f"wrote {result['frames']} frames ({result['labels']} with labels) at "
           f"{result['rate']:g} Hz to {result['bag']} ({result['storage']}): "
           f"{result['image_topic']} ({result['encoding']})"

@@ -49,6 +49,7 @@ import shutil
 import time
 
 import cv2
+from liteseg_ros.bags.ground_grid import BagGrid
 from liteseg_ros.bags.report import (accuracy, format_summary, percentiles, STAGES,
                                      write_confusion_matrix, write_contact_sheet, write_summary)
 from liteseg_ros.bags.rosbag import (BagError, BagReader, BagWriter, compressed_message,
@@ -62,7 +63,8 @@ from liteseg_ros.inference.outputs import image_namespace, output_topic, OutputR
 import numpy as np
 
 #: Outputs an offline run can write (confidence needs a live node); the default ones.
-OFFLINE_OUTPUTS = ('mask', 'mask/compressed', 'color', 'overlay', 'drivable_area')
+OFFLINE_OUTPUTS = ('mask', 'mask/compressed', 'color', 'overlay', 'drivable_area',
+                   'drivable_grid')
 DEFAULT_OUTPUTS = ('mask', 'color', 'drivable_area')
 IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
 IGNORE_INDEX = 255
@@ -70,7 +72,7 @@ MAX_EXAMPLES = 20
 THUMB_WIDTH = 320
 ERROR_KINDS = ('unsupported_messages', 'unreadable_frames', 'inference_errors',
                'unreadable_labels', 'invalid_labels', 'unmatched_labels', 'duplicate_labels',
-               'frames_without_label')
+               'frames_without_label', 'invalid_camera_info', 'frames_without_camera_info')
 
 
 def pair_labels(image_topics, label_topics):
@@ -168,7 +170,8 @@ class BagEvaluation:
     def __init__(self, bag, image_topics, segmenter, label_topics=(), output_dir=None,
                  batch=1, outputs=DEFAULT_OUTPUTS, drivable_classes=('road',),
                  drivable_mode='classes', overlay_alpha=0.5, contact_frames=4,
-                 overwrite=False, progress=True, model_name=None, log=print):
+                 overwrite=False, progress=True, model_name=None, log=print,
+                 camera_poses=None):
         """Check the request (topics, outputs, output folder); nothing is read yet."""
         self.bag_path = Path(bag)
         self.image_topics = list(dict.fromkeys(image_topics))
@@ -204,6 +207,8 @@ class BagEvaluation:
             self.topic_types = dict(reader.topics)
         self.cameras = self._cameras()
         self.label_cameras = {c.label_topic: c for c in self.cameras.values() if c.label_topic}
+        self.grid = (BagGrid.for_evaluation(camera_poses, self.cameras, self.topic_types)
+                     if 'drivable_grid' in self.outputs else None)
         self.bag_out = None
         if self.output_dir is not None and self.outputs:
             self.bag_out = self.output_dir / 'bag'
@@ -277,6 +282,8 @@ class BagEvaluation:
                                               .round().astype(int).tolist()))
                 try:
                     self._scan_labels(reader)
+                    if self.grid is not None:
+                        self.grid.first_camera_infos(reader)
                     self._loop(reader, writer)
                 except KeyboardInterrupt:
                     self.interrupted = True
@@ -307,7 +314,8 @@ class BagEvaluation:
     def _loop(self, reader, writer):
         from tqdm import tqdm
 
-        topics = self.image_topics + list(self.label_cameras)
+        grid_topics = self.grid.info_cameras if self.grid is not None else {}
+        topics = self.image_topics + list(self.label_cameras) + list(grid_topics)
         bar = tqdm(total=self.total, unit='frame', desc='bag-eval',
                    disable=None if self.progress else True, dynamic_ncols=True)
         messages = reader.messages(topics)
@@ -328,6 +336,9 @@ class BagEvaluation:
                 if message.topic in self.label_cameras:
                     self._on_label(message)
                     continue
+                if message.topic in grid_topics:
+                    self.grid.on_camera_info(message, self._error)
+                    continue
                 camera = self.cameras[message.topic]
                 frame = self._read_frame(camera, message, tick, index)
                 index += 1
@@ -340,6 +351,8 @@ class BagEvaluation:
                     pending = []
             if pending:
                 self._process(pending, writer)
+            if self.grid is not None and writer is not None:
+                self.grid.write(writer, self.grid.flush())
         finally:
             bar.close()
             messages.close()
@@ -397,8 +410,12 @@ class BagEvaluation:
 
     def _write_outputs(self, writer, frame, mask):
         header = frame.header
-        rendered = self.renderer.render(self.outputs, frame.rgb, mask)
-        for output in self.outputs:
+        images = [o for o in self.outputs if o != 'drivable_grid']
+        rendered = self.renderer.render(images + ['drivable_area'] * (self.grid is not None),
+                                        frame.rgb, mask)
+        if self.grid is not None:
+            self.grid.add_frame(writer, frame, rendered['drivable_area'], self._error)
+        for output in images:
             value = rendered[output]
             if output == 'mask/compressed':
                 msg = compressed_message(value, 'mono8; png compressed', header)

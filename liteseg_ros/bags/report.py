@@ -23,6 +23,7 @@ import json
 
 import cv2
 from liteseg_ros.atomic_file import write_bytes_atomic
+from liteseg_ros.inference.metrics import miou_label
 from liteseg_ros.inference.outputs import write_png
 import numpy as np
 
@@ -42,17 +43,52 @@ def percentiles(values):
 
 
 def accuracy(matrix, class_names):
-    """Return mIoU, pixel accuracy, per-class IoU and the matrix of a ``ConfusionMatrix``."""
+    """
+    Return mIoU, pixel accuracy, per-class IoU and the matrix of a ``ConfusionMatrix``.
+
+    ``miou`` is PaddleSeg's (absent classes count 0, as ``per_class_iou`` keeps them),
+    ``miou_present_classes`` the Cityscapes script's (absent classes skipped); ``miou_labels``
+    names both with what they average.
+    """
     iou = matrix.iou()
+    present = matrix.present()
     return {
         'miou': matrix.miou(),
-        'miou_present_classes': matrix.miou(skip_empty=True) if matrix.present().any()
-        else None,
+        'miou_present_classes': matrix.miou(skip_empty=True) if present.any() else None,
+        'miou_labels': {'miou': matrix.miou_label(),
+                        'miou_present_classes': matrix.miou_label(skip_empty=True)},
         'pixel_accuracy': matrix.pixel_accuracy(),
         'per_class_iou': {name: float(v) for name, v in zip(class_names, iou)},
-        'classes_present': [n for n, p in zip(class_names, matrix.present()) if p],
+        'classes_present': [n for n, p in zip(class_names, present) if p],
+        'classes_absent': [n for n, p in zip(class_names, present) if not p],
         'confusion_matrix': matrix.matrix.tolist(),
     }
+
+
+def accuracy_lines(summary):
+    """
+    Return the text lines of a summary's accuracy: both mIoUs named, per-class IoU.
+
+    A class with neither labels nor predictions shows n/a: its IoU is undefined (PaddleSeg's
+    mIoU counts it 0, the present-classes mIoU skips it).
+    """
+    names = summary['class_names']
+    present = set(summary['classes_present'])
+    labels = summary.get('miou_labels') or {
+        'miou': miou_label(len(names)),
+        'miou_present_classes': miou_label(len(names), len(present))}
+    figures = [(labels['miou'], summary['miou'])]
+    if summary['miou_present_classes'] is not None:
+        figures.append((labels['miou_present_classes'], summary['miou_present_classes']))
+    figures.append(('pixel accuracy', summary['pixel_accuracy']))
+    width = max(len(text) for text, _ in figures)
+    lines = [f'  {text:<{width}}  {100 * value:6.2f}%' for text, value in figures]
+    width = max(len(n) for n in names)
+    for name in names:
+        iou = summary['per_class_iou'][name]
+        value = f'{100 * iou:6.2f}%' if name in present else '    n/a  (absent)'
+        lines.append(f'    {name:<{width}}  {value}')
+    return lines
 
 
 def write_summary(path, summary):
@@ -70,16 +106,16 @@ def _json_default(value):
     raise TypeError(f'{type(value).__name__} is not JSON serialisable')
 
 
-def write_contact_sheet(path, thumbs):
+def write_contact_sheet(path, thumbs, rows=('image', 'mask', 'overlay')):
     """
-    Write a contact sheet PNG: one column per frame, rows image / mask colour / overlay.
+    Write a contact sheet PNG: one column per frame, one row per picture (named by ``rows``).
 
-    ``thumbs`` holds (caption, image, colour, overlay) RGB arrays of equal width.
+    ``thumbs`` holds (caption, image, colour, overlay) RGB arrays of equal width (as many
+    pictures per frame as ``rows`` names).
     """
     label_width, caption_height, gap = 90, 22, 4
-    height = max(t[1].shape[0] for t in thumbs)
+    height = max(image.shape[0] for t in thumbs for image in t[1:])
     width = thumbs[0][1].shape[1]
-    rows = ('image', 'mask', 'overlay')
     sheet_h = caption_height + len(rows) * (height + gap)
     sheet_w = label_width + len(thumbs) * (width + gap)
     sheet = np.full((sheet_h, sheet_w, 3), 255, np.uint8)
@@ -101,6 +137,16 @@ def write_confusion_matrix(path, matrix, class_names):
     """Write the row-normalised picture of a ``ConfusionMatrix`` to ``path``."""
     matrix.plot(path, class_names)
     return path
+
+
+def _mious(entry):
+    """Return 'mIoU (PaddleSeg, ...) x%, mIoU (present classes, ...) y%' of an entry."""
+    labels = entry.get('miou_labels') or {'miou': 'mIoU', 'miou_present_classes': None}
+    text = f"{labels['miou']} {100 * entry['miou']:.2f}%"
+    if entry.get('miou_present_classes') is not None and labels['miou_present_classes']:
+        text += (f", {labels['miou_present_classes']} "
+                 f"{100 * entry['miou_present_classes']:.2f}%")
+    return text
 
 
 def _ms(value):
@@ -130,22 +176,13 @@ def format_summary(summary):
         cells = ''.join(f'{_ms(stats[k]):>9}' for k in ('p50', 'p95', 'p99', 'mean'))
         lines.append(f'  {name:<12}{cells}')
     if 'miou' in summary:
-        lines.append(f"accuracy on {summary['labelled_frames']} labelled frames: mIoU "
-                     f"{100 * summary['miou']:.2f}% (all {len(summary['class_names'])} classes"
-                     + (f", {100 * summary['miou_present_classes']:.2f}% over the "
-                        f"{len(summary['classes_present'])} present"
-                        if summary['miou_present_classes'] is not None else '')
-                     + f"), pixel accuracy {100 * summary['pixel_accuracy']:.2f}%")
-        width = max(len(n) for n in summary['class_names'])
-        present = set(summary['classes_present'])
-        for name, iou in summary['per_class_iou'].items():
-            note = '' if name in present else '  (absent)'
-            lines.append(f'  {name:<{width}}  {100 * iou:6.2f}%{note}')
+        lines.append(f"accuracy on {summary['labelled_frames']} labelled frames:")
+        lines += accuracy_lines(summary)
         if len(summary['topics']) > 1:
             for topic, entry in summary['topics'].items():
                 if 'miou' in entry:
-                    lines.append(f"  {topic}: mIoU {100 * entry['miou']:.2f}% on "
-                                 f"{entry['labelled_frames']} frames")
+                    lines.append(f"  {topic} on {entry['labelled_frames']} frames: "
+                                 + _mious(entry))
     errors = {k: v for k, v in summary['errors'].items() if v}
     if errors:
         lines.append('counted problems: ' + ', '.join(f'{k} {v}' for k, v in errors.items()))
@@ -187,5 +224,5 @@ def format_live_summary(summary):
     return '\n'.join(lines)
 
 
-__all__ = ['STAGES', 'accuracy', 'format_live_summary', 'format_summary', 'percentiles',
-           'write_confusion_matrix', 'write_contact_sheet', 'write_summary']
+__all__ = ['STAGES', 'accuracy', 'accuracy_lines', 'format_live_summary', 'format_summary',
+           'percentiles', 'write_confusion_matrix', 'write_contact_sheet', 'write_summary']

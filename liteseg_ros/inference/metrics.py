@@ -25,9 +25,25 @@ prediction area = column sums (over non-ignored pixels), so
   official script skips classes with an empty union instead: ``miou(skip_empty=True)``. Both
   agree whenever every class occurs in the ground truth or the predictions;
 - pixel accuracy = sum(intersection) / sum(prediction area) (PaddleSeg ``class_measurement``).
+
+A drive or a small set often lacks whole classes (no train, bus or rider): PaddleSeg's mIoU
+then sinks by the absent classes' zeros. Reports show both figures, each named by
+:func:`miou_label` with what it averages, and absent classes as n/a (docs/bag_eval.md).
 """
 
 import numpy as np
+
+
+def miou_label(num_classes, present=None):
+    """
+    Name an mIoU by what it averages.
+
+    ``present`` None: PaddleSeg's, over all ``num_classes``; else the Cityscapes script's, over
+    the ``present`` classes that occur in labels or predictions.
+    """
+    if present is None:
+        return f'mIoU (PaddleSeg, all {num_classes} classes)'
+    return f'mIoU (present classes, {present} of {num_classes})'
 
 
 class ConfusionMatrix:
@@ -114,6 +130,10 @@ class ConfusionMatrix:
         """Return a bool per class: it occurs in the labels or the predictions."""
         return (self.matrix.sum(axis=0) + self.matrix.sum(axis=1)) > 0
 
+    def miou_label(self, skip_empty=False):
+        """Return the name of :meth:`miou` with what it averages (see :func:`miou_label`)."""
+        return miou_label(self.num_classes, int(self.present().sum()) if skip_empty else None)
+
     def plot(self, path, class_names=None, title=None):
         """Write a row-normalised (recall) confusion matrix PNG to ``path``."""
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -142,7 +162,13 @@ class ConfusionMatrix:
                     if norm[i, j] >= 0.005:
                         ax.text(j, i, f'{100 * norm[i, j]:.0f}', ha='center', va='center',
                                 fontsize=7, color='white' if norm[i, j] > 0.5 else 'black')
-        ax.set_title(title or f'confusion matrix (row-normalised), mIoU {100 * self.miou():.2f}')
+        if title is None:
+            title = (f'confusion matrix (row-normalised), {self.miou_label()} '
+                     f'{100 * self.miou():.2f}')
+            if not self.present().all() and self.present().any():
+                title += (f'\n{self.miou_label(skip_empty=True)} '
+                          f'{100 * self.miou(skip_empty=True):.2f}')
+        ax.set_title(title)
         fig.tight_layout()
         fig.savefig(str(path), dpi=100)
         return path

@@ -15,9 +15,9 @@
 """
 The ``segment_node`` ROS 2 lifecycle node and its ``main()``: camera images in, masks out.
 
-The node class only wires the lifecycle transitions to the modules of ``liteseg_ros.ros.node``
-(parameters, cameras, pipeline, worker, publishing, diagnostics); docs/node.md describes the
-topics, parameters, threads and diagnostics.
+The node class only wires the lifecycle transitions and parameter changes to the modules of
+``liteseg_ros.ros.node`` (parameters, live, cameras, pipeline, worker, publishing,
+diagnostics); docs/node.md describes the topics, parameters, threads and diagnostics.
 """
 
 import sys
@@ -29,12 +29,17 @@ from liteseg_ros.ros.node.cameras import (create_cameras, release_cameras, subsc
                                           unsubscribe_cameras)
 from liteseg_ros.ros.node.diagnostics import (BatchCounters, camera_status, diagnostic_array,
                                               node_status)
-from liteseg_ros.ros.node.parameters import PARAMETERS, validate_parameters
+from liteseg_ros.ros.node.grid import GroundGridOutput
+from liteseg_ros.ros.node.live import (apply_live, check_changes, parameter_descriptor,
+                                       read_only_reason)
+from liteseg_ros.ros.node.parameters import (NEXT_CONFIGURE, PARAMETERS, READ_ONLY,
+                                             validate_parameters)
 from liteseg_ros.ros.node.pipeline import Pipeline
 from liteseg_ros.ros.node.worker import Worker
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.clock import Clock, ClockType
+from rclpy.exceptions import InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
@@ -47,13 +52,16 @@ class SegmentNode(LifecycleNode):
     def __init__(self, node_name=NODE_NAME, **kwargs):
         """Declare the parameters and, with ``autostart``, configure and activate."""
         super().__init__(node_name, **kwargs)
-        for name, (default, description) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(
-                description=description, dynamic_typing=True))
-        self._lock = threading.Lock()  # counters, shared by the worker and diagnostics
+        self._startup_errors = self._declare_parameters()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._state = 'unconfigured'  # the lifecycle state, kept by the transitions below
+        self._lock = threading.Lock()  # queues and counters: callbacks, worker, diagnostics
+        self._wake = threading.Condition(self._lock)  # a camera queued a message
+        self._gate = None  # the image subscriptions' InputGate (ros/node/cameras.py)
         self._settings = None
         self._pipeline = None
         self._cameras = []
+        self._grid = None  # camera_info and the ground grid (ros/node/grid.py)
         self._worker = None
         self._batches = BatchCounters()
         self._backend_name = ''
@@ -72,6 +80,46 @@ class SegmentNode(LifecycleNode):
             self.get_logger().error(f"parameter 'autostart': expected true or false, got "
                                     f'{autostart!r}; not starting by itself')
 
+    # -- parameters (docs/node.md, "Parameters") -------------------------------------------
+
+    def _declare_parameters(self):
+        """Declare every parameter with its descriptor; return {name: error} of bad overrides."""
+        errors = {}
+        for name, (default, _) in PARAMETERS.items():
+            descriptor = parameter_descriptor(name)
+            try:
+                self.declare_parameter(name, default, descriptor)
+            except InvalidParameterValueException as exc:  # out of range in a params file
+                errors[name] = f"parameter '{name}': {exc}"
+                self.declare_parameter(name, default, descriptor, ignore_override=True)
+        return errors
+
+    def set_parameters_atomically(self, parameter_list):
+        """Refuse read-only parameters with how to set them; otherwise set as usual."""
+        for parameter in parameter_list:
+            if parameter.name in READ_ONLY:
+                return SetParametersResult(successful=False,
+                                           reason=read_only_reason(parameter.name))
+        return super().set_parameters_atomically(parameter_list)
+
+    def _on_set_parameters(self, parameters):
+        """Check every change at once; apply the live ones from the next frame."""
+        pipeline = self._pipeline
+        values, reason = check_changes(
+            parameters, pipeline.renderer.class_names if pipeline is not None else None)
+        if reason:
+            return SetParametersResult(successful=False, reason=reason)
+        apply_live(values, self._settings, pipeline.renderer if pipeline is not None else None)
+        for name in values:
+            self._startup_errors.pop(name, None)
+        period = values.get('diagnostics_period_s')
+        if period is not None and period != self._diagnostics_period:
+            self._start_diagnostics(period)
+        later = [name for name in values if name in NEXT_CONFIGURE]
+        if later and self._state != 'unconfigured':
+            self.get_logger().info(f"{', '.join(later)}: applies at the next configure")
+        return SetParametersResult(successful=True)
+
     # -- lifecycle -------------------------------------------------------------------------
 
     def on_configure(self, state):
@@ -84,39 +132,49 @@ class SegmentNode(LifecycleNode):
             self.get_logger().error(f'configure failed: {exc}')
             return TransitionCallbackReturn.FAILURE
         self._configure_error = ''
+        self._state = 'inactive'
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state):
         """Subscribe to the cameras and start the worker."""
-        subscribe_cameras(self, self._cameras, self._settings)
+        self._gate = subscribe_cameras(self, self._cameras, self._settings, self._wake,
+                                       self.get_logger())
         self._worker = Worker(self._cameras, self._settings, self._pipeline, self._batches,
-                              self._lock, self.get_logger(), self.get_clock())
+                              self._wake, self.get_logger(), self.get_clock(), self._gate)
+        self._worker.grid = self._grid
         self._worker.start()
         self.get_logger().info('active: segmenting ' + ', '.join(
             c.topic for c in self._cameras))
-        return super().on_activate(state)
+        result = super().on_activate(state)
+        self._state = 'active'
+        return result
 
     def on_deactivate(self, state):
         """Stop the worker and unsubscribe."""
         self._stop_worker()
-        unsubscribe_cameras(self, self._cameras)
+        unsubscribe_cameras(self, self._cameras, self._gate)
+        self._gate = None
+        self._state = 'inactive'
         return super().on_deactivate(state)
 
     def on_cleanup(self, state):
         """Drop the publishers and the model."""
         self._release()
+        self._state = 'unconfigured'
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state):
         """Stop everything."""
         self._stop_worker()
         self._release()
+        self._state = 'finalized'
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state):
         """Release everything and go back to unconfigured."""
         self._stop_worker()
         self._release()
+        self._state = 'unconfigured'
         return TransitionCallbackReturn.SUCCESS
 
     def stop(self):
@@ -124,6 +182,8 @@ class SegmentNode(LifecycleNode):
         self._stop_worker()
 
     def _configure(self):
+        if self._startup_errors:
+            raise ValueError('; '.join(self._startup_errors.values()))
         names = list(PARAMETERS)
         values = dict(zip(names, (p.value for p in self.get_parameters(names))))
         settings = validate_parameters(values)
@@ -134,6 +194,7 @@ class SegmentNode(LifecycleNode):
         self._model_description = pipeline.description
         self._settings = settings
         self._cameras = create_cameras(self, settings)
+        self._grid = GroundGridOutput(self, settings, pipeline.renderer, log)
         if self._diagnostics_period != settings.diagnostics_period_s:
             self._start_diagnostics(settings.diagnostics_period_s)
         log.info(f'configured: {pipeline.description}; drivable classes '
@@ -146,8 +207,14 @@ class SegmentNode(LifecycleNode):
         self._worker = None
 
     def _release(self):
+        if self._gate is not None:
+            unsubscribe_cameras(self, self._cameras, self._gate)
+            self._gate = None
         release_cameras(self, self._cameras)
         self._cameras = []
+        if self._grid is not None:
+            self._grid.release(self)
+            self._grid = None
         self._pipeline = None
         self._settings = None
 
@@ -165,6 +232,10 @@ class SegmentNode(LifecycleNode):
             stamp = self.get_clock().now().to_msg()
             statuses = [self._node_status()] + [self._camera_status(c)
                                                 for c in list(self._cameras)]
+            grid = self._grid
+            grid_status = grid.status() if grid is not None else None
+            if grid_status is not None:  # WARNs naming cameras left out of the grid
+                statuses.append(grid_status)
             self._diagnostics.publish(diagnostic_array(
                 statuses, stamp, self.get_name(), self.get_fully_qualified_name()))
         except Exception as exc:  # diagnostics must never take the node down
@@ -172,7 +243,7 @@ class SegmentNode(LifecycleNode):
                                     throttle_duration_sec=10.0)
 
     def _node_status(self):
-        state = self._state_machine.current_state[1]
+        state = self._state
         with self._lock:
             batches = self._batches.copy()
         return node_status(state, self._model_description, batches, self._configure_error)

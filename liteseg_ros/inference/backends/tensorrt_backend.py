@@ -49,8 +49,9 @@ LOG = logging.getLogger(__name__)
 class EngineRunner:
     """One deserialised engine: execution context, device buffers, pinned host buffers."""
 
-    def __init__(self, trt, cuda, path, info):
+    def __init__(self, cuda, path, info):
         """Deserialise the engine at ``path`` (sidecar ``info`` already checked)."""
+        trt = import_tensorrt(path)
         self.path = Path(path)
         self.info = info
         self._cuda = cuda
@@ -59,7 +60,7 @@ class EngineRunner:
         except OSError as exc:
             raise ModelFileError(f'{path}: cannot read the engine ({exc})') from exc
         check_engine_bytes(path, data, info)
-        logger = trt_logger(trt)
+        logger = trt_logger()
         logger.take_errors()
         with cuda.activate():
             self._runtime = trt.Runtime(logger)
@@ -74,9 +75,10 @@ class EngineRunner:
                 raise RuntimeError(f'{path}: TensorRT cannot create an execution context '
                                    f'(out of GPU memory?): {logger.take_errors()}')
         self._logger = logger
-        self._bind(trt)
+        self._bind()
 
-    def _bind(self, trt):
+    def _bind(self):
+        trt = import_tensorrt(self.path)
         engine, io, path = self.engine, self.info['io'], self.path
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
@@ -161,8 +163,8 @@ class TensorRTBackend(Backend):
     """
     Runs a TensorRT engine (``.engine/.plan/.trt`` + sidecar) or an ONNX model via the cache.
 
-    ``device``: CUDA device index or 'cuda:N'. For an ONNX model: ``precision`` ('fp32',
-    'fp16', 'int8' with ``calibration_images``), ``cache_dir`` (default
+    ``device``: CUDA device index or 'cuda:N'. For an ONNX model: ``precision`` (None: the
+    ONNX model's; 'fp32', 'fp16' or 'int8' must be it), ``cache_dir`` (default
     ``tensorrt.cache.default_cache_dir()``), ``batch`` (dynamic-batch exports: largest
     batch), ``output`` / ``confidence`` (the engine built at start; others on first use).
     A fixed-batch engine runs other batch sizes in engine-sized chunks (frame by frame for
@@ -171,22 +173,20 @@ class TensorRTBackend(Backend):
 
     name = 'tensorrt'
 
-    def __init__(self, path, device=0, precision='fp16', cache_dir=None, batch=None,
-                 output='labels', confidence=False, calibration_images=None, workspace_gb=4):
+    def __init__(self, path, device=0, precision=None, cache_dir=None, batch=None,
+                 output='labels', confidence=False, workspace_gb=4):
         """Load (or build and cache) the engine for ``path`` on ``device``."""
         self.path = str(path)
-        trt = import_tensorrt(path)  # first: without TensorRT nothing else matters
+        import_tensorrt(path)  # first: without TensorRT nothing else matters
         kind = model_format(path)
         if kind not in ('engine', 'onnx'):
             raise ModelFileError(f'{path}: the tensorrt backend runs engines or ONNX models, '
                                  f'not a {kind}; export one with python -m training.export')
-        self._trt = trt
         self._cuda = cuda_memory.CudaMemory(device)
         self._running = platform_info(cuda=self._cuda)
         self._onnx = Path(path) if kind == 'onnx' else None
         self._build = {'precision': precision, 'cache_dir': cache_dir, 'batch': batch,
-                       'calibration_images': calibration_images, 'workspace_gb': workspace_gb,
-                       'device': self._cuda.index}
+                       'workspace_gb': workspace_gb, 'device': self._cuda.index}
         engine_path = self._cached(output, confidence) if self._onnx else Path(path)
         runner = self._load(engine_path)
         self._runners = [runner]
@@ -209,7 +209,7 @@ class TensorRTBackend(Backend):
             raise ModelFileError(f'{engine_path}: no such TensorRT engine file')
         info = read_sidecar(engine_path)
         check_platform(engine_path, info, self._running)
-        return EngineRunner(self._trt, self._cuda, engine_path, info)
+        return EngineRunner(self._cuda, engine_path, info)
 
     def _runner(self, output, confidence):
         for runner in self._runners:

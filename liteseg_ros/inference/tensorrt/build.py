@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """
-Building engines: the ONNX graph TensorRT parses, and the build (fp32 / fp16 / int8).
+Building engines: the ONNX graph TensorRT parses, and the strongly typed build.
 
 What TensorRT is given is the exported ONNX model fused with its pre- and post-processing
 (``wrap_pre_post``): the engine takes the resized frames as they are (uint8 NHWC RGB) and
@@ -23,8 +23,11 @@ output type, and UINT8 conversions (ICastLayer, ONNX Cast) only exist to and fro
 The input ``Cast(uint8 -> float)`` is such a conversion; the label ``Cast(int64 -> uint8)``
 after the ArgMax is not, so ``tensorrt_onnx`` routes it through float (exact: ids < 256).
 
-The engine and its sidecar are written atomically; FP16 stays enabled for layers without
-INT8.
+Precision is the ONNX model's (docs/inference.md, "Precision"): the network is created
+STRONGLY_TYPED, so fp16 comes from the float16 types of an fp16 export and int8 from the Q/DQ
+nodes of an int8 export (scheme trt: zero points 0). No builder precision flag and no
+calibrator is used: TensorRT 11 removed them, and the same code builds on TensorRT 10.x
+(Jetson) and 11.x. The engine and its sidecar are written atomically.
 """
 
 import hashlib
@@ -33,6 +36,7 @@ import logging
 from pathlib import Path
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from liteseg_ros.atomic_file import write_bytes_atomic
 from liteseg_ros.inference.model_files import (check_fused_outputs, engine_sidecar, load_onnx,
@@ -40,13 +44,12 @@ from liteseg_ros.inference.model_files import (check_fused_outputs, engine_sidec
                                                write_onnx_metadata)
 from liteseg_ros.inference.onnx_graph import wrap_pre_post
 from liteseg_ros.inference.tensorrt import cuda_memory
-from liteseg_ros.inference.tensorrt.calibration import (calibration_digest, calibration_files,
-                                                        calibration_tag,
-                                                        DEFAULT_CALIBRATION_IMAGES,
-                                                        make_calibrator)
 from liteseg_ros.inference.tensorrt.runtime import import_tensorrt, trt_logger
 from liteseg_ros.inference.tensorrt.sidecar import (ENGINE_FORMAT, engine_shapes, file_sha256,
                                                     platform_info, PRECISIONS, variant_name)
+
+if TYPE_CHECKING:  # the published API (tensorrt-stubs) for the type check, pyrightconfig.json
+    import tensorrt
 
 LOG = logging.getLogger(__name__)
 
@@ -101,10 +104,52 @@ def tensorrt_onnx(onnx_path, output=None, confidence=None):
     return model, config, io
 
 
-def _make_progress_monitor(trt, progress):
+def onnx_precision(io, onnx_path, wanted=None):
+    """
+    Return (precision, int8 scheme) of an exported model's ``io``; check ``wanted`` against it.
+
+    TensorRT builds what the ONNX model holds; an int8 model must have TensorRT's symmetric
+    Q/DQ (scheme trt). Anything else raises ModelFileError saying which export to make.
+    """
+    precision = io.get('precision', 'fp32')
+    scheme = io.get('int8_scheme')
+    target = wanted or precision
+    export = (f'python -m training.export CHECKPOINT.pt --onnx {onnx_path} --precision '
+              f'{target}' + (' --calibration SRC --int8-scheme trt' if target == 'int8' else ''))
+    if wanted is not None and wanted not in PRECISIONS:
+        raise ValueError(f'precision must be one of {PRECISIONS}, got {wanted!r}')
+    if wanted is not None and wanted != precision:
+        raise ModelFileError(f'{onnx_path} is a {precision} ONNX model and TensorRT builds the '
+                             f'precision of the ONNX model (strongly typed); for {wanted} export '
+                             f'one: {export}')
+    if precision == 'int8' and scheme != 'trt':
+        raise ModelFileError(f'{onnx_path}: int8 scheme {scheme!r} has zero points TensorRT '
+                             f'does not take (it needs symmetric Q/DQ); export: {export}')
+    return precision, scheme
+
+
+# Oldest compute capability with fast kernels for each precision (CUDA programming guide:
+# half arithmetic from 5.3, dp4a int8 from 6.1).
+MIN_CAPABILITY = {'fp32': (0, 0), 'fp16': (5, 3), 'int8': (6, 1)}
+
+
+def check_can_build(trt, precision, running):
+    """Raise RuntimeError when this TensorRT or GPU cannot build a ``precision`` engine."""
+    flags = getattr(trt, 'NetworkDefinitionCreationFlag', None)
+    if flags is None or not hasattr(flags, 'STRONGLY_TYPED'):
+        raise RuntimeError(f"TensorRT {running['tensorrt_version']} has no strongly typed "
+                           'networks; liteseg_ros builds with TensorRT >= 10')
+    major, minor = (int(v) for v in str(running['compute_capability']).split('.')[:2])
+    if (major, minor) < MIN_CAPABILITY[precision]:
+        low = '.'.join(map(str, MIN_CAPABILITY[precision]))
+        raise RuntimeError(f"{running['gpu_name']} (compute capability {major}.{minor}) cannot "
+                           f'run {precision} engines (needs {low} or newer); export an fp32 '
+                           'model for it (--precision fp32)')
+
+
+def _make_progress_monitor(progress):
     """Return an IProgressMonitor logging the build phases (tqdm bars if ``progress``)."""
-    if not hasattr(trt, 'IProgressMonitor'):
-        return None
+    trt = import_tensorrt()
 
     class Monitor(trt.IProgressMonitor):
         """Logs each top-level build phase and its duration."""
@@ -143,7 +188,8 @@ def _make_progress_monitor(trt, progress):
     return Monitor()
 
 
-def _timing_cache(trt, builder_config, path):
+def _timing_cache(builder_config: 'tensorrt.IBuilderConfig', path):
+    """Return the timing cache set on ``builder_config``, loaded from ``path`` if usable."""
     data = b''
     if path and Path(path).is_file():
         data = Path(path).read_bytes()
@@ -161,59 +207,45 @@ def _timing_cache(trt, builder_config, path):
     return cache
 
 
-def build_engine(onnx_path, engine_path, precision='fp16', calibration_images=None,
-                 workspace_gb=4, timing_cache=None, batch=None, output=None, confidence=None,
-                 device=0, max_calibration_images=DEFAULT_CALIBRATION_IMAGES, progress=None):
+def build_engine(onnx_path, engine_path, precision=None, workspace_gb=4, timing_cache=None,
+                 batch=None, output=None, confidence=None, device=0, progress=None):
     """
-    Build a TensorRT engine from ``onnx_path``; write it and its sidecar atomically.
+    Build a strongly typed TensorRT engine from ``onnx_path``; write it and its sidecar.
 
-    ``precision``: 'fp32', 'fp16' or 'int8' (needs ``calibration_images``, a folder; the
-    calibration table is kept in ``<engine>.calib``). ``timing_cache``: a file loaded when
-    present and saved after the build. ``batch``: see ``engine_shapes``. ``output`` /
-    ``confidence``: the engine outputs (default: labels; a fused export keeps its own).
-    ``progress``: tqdm bars for the build phases (default: when stderr is a terminal).
-    Returns the engine path.
+    The engine has the ONNX model's precision (fp32, fp16 types or int8 Q/DQ); ``precision``,
+    when given, must be it. ``timing_cache``: a file loaded when present and saved after the
+    build. ``batch``: see ``engine_shapes``. ``output`` / ``confidence``: the engine outputs
+    (default: labels; a fused export keeps its own). ``progress``: tqdm bars for the build
+    phases (default: when stderr is a terminal). Returns the engine path.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f'precision must be one of {PRECISIONS}, got {precision!r}')
-    if precision == 'int8' and not calibration_images:
-        raise ValueError('int8 needs calibration images: --calibration-images DIR, a folder of '
-                         'a few hundred frames like the ones the model will see')
     engine_path = Path(engine_path)
     trt = import_tensorrt(engine_path)
     model, config, io = tensorrt_onnx(onnx_path, output, confidence)
+    precision, scheme = onnx_precision(io, onnx_path, precision)
     shapes = engine_shapes(io, batch)
-    files = calibration_files(calibration_images, max_calibration_images) if (
-        precision == 'int8') else None
     onnx_sha256 = file_sha256(onnx_path)
     cuda = cuda_memory.CudaMemory(device)
     running = platform_info(cuda=cuda)
+    check_can_build(trt, precision, running)
     if progress is None:
         progress = hasattr(sys.stderr, 'isatty') and sys.stderr.isatty()
     LOG.info('building a %s TensorRT %s engine for %s on %s (%s): this takes minutes',
              precision, running['tensorrt_version'], onnx_path, running['gpu_name'],
              variant_name(io['output'], io['confidence']))
     started = time.monotonic()
-    calibration = None
-    if files:
-        tag = calibration_tag(onnx_sha256, calibration_digest(files, Path(calibration_images)),
-                              shapes['opt'])
-        calibration = (files, Path(str(engine_path) + '.calib'), tag)
-    data, cache = _serialize(trt, cuda, model, (onnx_path, engine_path), precision, shapes,
-                             workspace_gb, timing_cache, calibration, progress,
-                             running['gpu_name'])
+    data, cache = _serialize(cuda, model, (onnx_path, engine_path), precision, shapes,
+                             workspace_gb, timing_cache, progress, running)
     write_bytes_atomic(engine_path, data)
-    if timing_cache:
+    if timing_cache and cache is not None:
         write_bytes_atomic(timing_cache, bytes(cache.serialize()))
     info = {
         'format': ENGINE_FORMAT, 'config': config, 'io': io,
         'tensorrt_version': running['tensorrt_version'], 'gpu_name': running['gpu_name'],
         'compute_capability': running['compute_capability'], 'precision': precision,
-        'onnx_sha256': onnx_sha256, 'onnx_file': str(onnx_path),
+        'int8_scheme': scheme, 'onnx_sha256': onnx_sha256, 'onnx_file': str(onnx_path),
         'input_shape': [-1 if shapes['min'] != shapes['max'] else shapes['min'][0]]
         + shapes['min'][1:],
         'profile': shapes, 'engine_sha256': hashlib.sha256(data).hexdigest(),
-        'calibration_images': str(calibration_images) if files else None,
     }
     write_bytes_atomic(engine_sidecar(engine_path), json.dumps(info, indent=2).encode())
     LOG.info('wrote %s (%.1f MB, %s) in %.0f s', engine_path, len(data) / 1e6, precision,
@@ -221,43 +253,42 @@ def build_engine(onnx_path, engine_path, precision='fp16', calibration_images=No
     return engine_path
 
 
-def _serialize(trt, cuda, model, paths, precision, shapes, workspace_gb, timing_cache,
-               calibration, progress, gpu_name):
+def _serialize(cuda, model, paths, precision, shapes, workspace_gb, timing_cache, progress,
+               running):
     """
     Parse and build ``model`` on ``cuda``'s device; return (engine bytes, timing cache).
 
-    ``paths``: (ONNX file, engine file), for messages. ``calibration``: None, or (image files,
-    calibration table file, tag) for int8.
+    ``paths``: (ONNX file, engine file), for messages; ``running``: ``platform_info``.
     """
     onnx_path, engine_path = paths
-    logger = trt_logger(trt)
+    trt = import_tensorrt()
+    logger = trt_logger()
     with cuda.activate():
         builder = trt.Builder(logger)
         # The parser owns the network's weights: keep it alive until the build is done.
-        network, parser = _parse(trt, builder, logger, model, onnx_path)
-        builder_config = _builder_config(trt, builder, precision, shapes, workspace_gb,
-                                         gpu_name)
-        calibrator = None
-        if precision == 'int8':
-            calibrator = _add_calibrator(trt, cuda, builder, builder_config, shapes,
-                                         calibration)
-        cache = _timing_cache(trt, builder_config, timing_cache)
-        monitor = _make_progress_monitor(trt, progress)
-        if monitor is not None:
-            builder_config.progress_monitor = monitor
+        network, parser = _parse(builder, logger, model, onnx_path)
+        builder_config = _builder_config(builder, shapes, workspace_gb)
+        cache = _timing_cache(builder_config, timing_cache)
+        builder_config.progress_monitor = _make_progress_monitor(progress)
         logger.take_errors()
         serialized = builder.build_serialized_network(network, builder_config)
         if serialized is None:
-            raise RuntimeError(f'TensorRT {trt.__version__} failed to build {engine_path} from '
-                               f'{onnx_path} ({precision}): {logger.take_errors()}')
+            raise RuntimeError(
+                f'TensorRT {trt.__version__} failed to build {engine_path} from {onnx_path} '
+                f"({precision} on {running['gpu_name']}, compute capability "
+                f"{running['compute_capability']}): {logger.take_errors()}")
         data = bytes(serialized)
-        del calibrator
+        del parser
     return data, cache
 
 
-def _parse(trt, builder, logger, model, onnx_path):
-    """Return (network, parser) for ``model``; parse errors raise ModelFileError."""
-    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+def _parse(builder: 'tensorrt.Builder', logger: 'tensorrt.ILogger', model, onnx_path):
+    """Return (network, parser) for ``model``, strongly typed; parse errors: ModelFileError."""
+    trt = import_tensorrt()
+    # Strongly typed: layer types follow the ONNX tensors (float16, Q/DQ); the only mode in
+    # TensorRT 11, available since 9.x (docs/inference.md, "Precision").
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(model.SerializeToString()):
         errors = '; '.join(str(parser.get_error(i)) for i in range(parser.num_errors))
@@ -266,31 +297,14 @@ def _parse(trt, builder, logger, model, onnx_path):
     return network, parser
 
 
-def _builder_config(trt, builder, precision, shapes, workspace_gb, gpu_name):
-    """Return the builder config: workspace, FP16 for fp16 and int8, the shape profile."""
+def _builder_config(builder: 'tensorrt.Builder', shapes, workspace_gb):
+    """Return the builder config: workspace and the shape profile (no precision flags)."""
+    trt = import_tensorrt()
     builder_config = builder.create_builder_config()
     builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE,
                                          int(workspace_gb * (1 << 30)))
-    if precision in ('fp16', 'int8'):
-        if not getattr(builder, 'platform_has_fast_fp16', True):
-            LOG.warning('%s has no fast FP16; the engine may be slow', gpu_name)
-        builder_config.set_flag(trt.BuilderFlag.FP16)
     if shapes['min'] != shapes['max']:
         profile = builder.create_optimization_profile()
         profile.set_shape(shapes['input'], shapes['min'], shapes['opt'], shapes['max'])
         builder_config.add_optimization_profile(profile)
     return builder_config
-
-
-def _add_calibrator(trt, cuda, builder, builder_config, shapes, calibration):
-    """Enable INT8 with an entropy calibrator on the optimum shape; return the calibrator."""
-    files, cache_path, tag = calibration
-    builder_config.set_flag(trt.BuilderFlag.INT8)
-    shape = shapes['opt']
-    if shapes['min'] != shapes['max']:
-        calibration_profile = builder.create_optimization_profile()
-        calibration_profile.set_shape(shapes['input'], shape, shape, shape)
-        builder_config.set_calibration_profile(calibration_profile)
-    calibrator = make_calibrator(trt, cuda, files, shape, cache_path, tag)
-    builder_config.int8_calibrator = calibrator
-    return calibrator

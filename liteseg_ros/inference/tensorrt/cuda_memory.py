@@ -20,6 +20,7 @@ not needed. Both are imported only when a CudaMemory is created.
 """
 
 import contextlib
+from typing import Any
 
 from liteseg_ros.inference.tensorrt.runtime import TensorRTNotAvailable
 import numpy as np
@@ -60,9 +61,11 @@ class CudaMemory:
     def __init__(self, device=0):
         """Open ``device`` (index or 'cuda:N') and create one stream on it."""
         self.index = _device_index(device)
-        self._torch = None
-        self._rt = None
+        # Either framework, chosen at run time: typed Any, not checked against TensorRT.
+        self._torch: Any = None
+        self._rt: Any = None
         self._allocations = []
+        self._stream: Any = None
         try:
             import torch
             if torch.cuda.is_available():
@@ -86,7 +89,7 @@ class CudaMemory:
                 self.stream_handle = int(self._stream)
         self.api = 'torch' if self._torch is not None else 'cuda-python'
 
-    def _call(self, what, result):
+    def _call(self, what, result) -> Any:
         err, values = result[0], result[1:]
         if int(err) != 0:
             name = self._rt.cudaGetErrorName(err)[1]
@@ -176,10 +179,12 @@ class CudaMemory:
 
 def _cuda_runtime():
     try:
-        from cuda.bindings import runtime
+        # cuda-python is optional (torch with CUDA serves instead) and not installed where
+        # the type check runs: its imports are unresolved there.
+        from cuda.bindings import runtime  # pyright: ignore[reportMissingImports]
     except ImportError:
         try:
-            from cuda import cudart as runtime
+            from cuda import cudart as runtime  # pyright: ignore[reportMissingImports]
         except ImportError as exc:
             raise TensorRTNotAvailable(
                 'TensorRT needs CUDA memory from PyTorch with CUDA or from cuda-python: neither '

@@ -44,13 +44,24 @@ def tensorrt_missing_message(path=None, reason=None, problem='TensorRT is not in
 
 
 def import_tensorrt(path=None):
-    """Import TensorRT >= 10 or raise TensorRTNotAvailable saying what to do."""
+    """
+    Import a usable TensorRT >= 10 or raise TensorRTNotAvailable saying what to do.
+
+    Usable means ``trt.Builder`` and ``__version__`` exist: the import alone also succeeds
+    for an empty namespace package (tensorrt-stubs without TensorRT, a bindings wheel whose
+    libraries are missing).
+    """
     try:
         import tensorrt as trt
     except (ImportError, OSError) as exc:  # OSError: bindings present, libnvinfer missing
         raise TensorRTNotAvailable(tensorrt_missing_message(path, f'import tensorrt: {exc}'),
                                    name='tensorrt') from exc
-    version = getattr(trt, '__version__', '0')
+    if not hasattr(trt, 'Builder') or not hasattr(trt, '__version__'):
+        where = ', '.join(str(p) for p in getattr(trt, '__path__', [])) or 'no files'
+        raise TensorRTNotAvailable(tensorrt_missing_message(
+            path, f'the tensorrt package found ({where}) has no Builder: type stubs or '
+            'bindings without their libraries'), name='tensorrt')
+    version = str(trt.__version__)
     try:
         major = int(version.split('.')[0])
     except ValueError:
@@ -65,7 +76,7 @@ def import_tensorrt(path=None):
 _LOGGER = None
 
 
-def trt_logger(trt):
+def trt_logger():
     """
     Return the process-wide TensorRT logger (TensorRT wants one); it feeds ``logging``.
 
@@ -73,6 +84,8 @@ def trt_logger(trt):
     """
     global _LOGGER
     if _LOGGER is None:
+        trt = import_tensorrt()
+
         class _Logger(trt.ILogger):
             """Forwards TensorRT messages to ``logging`` and keeps the latest errors."""
 

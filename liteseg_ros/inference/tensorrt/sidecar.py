@@ -34,9 +34,9 @@ from liteseg_ros.inference.tensorrt.runtime import import_tensorrt
 
 PRECISIONS = ('fp32', 'fp16', 'int8')
 ENGINE_FORMAT = 'liteseg-engine/1'
-# Bump when the graph handed to TensorRT (build.tensorrt_onnx) changes, so cached engines
-# and calibration tables are made again.
-RECIPE_VERSION = 1
+# Bump when the graph handed to TensorRT (build.tensorrt_onnx) or the build changes, so
+# cached engines are made again (2: strongly typed networks).
+RECIPE_VERSION = 2
 DEFAULT_MAX_BATCH = 4
 PLATFORM_FIELDS = (('tensorrt_version', 'TensorRT version'), ('gpu_name', 'GPU'),
                    ('compute_capability', 'compute capability'))
@@ -90,9 +90,10 @@ def rebuild_command(engine_path, info=None):
     """Return the command that rebuilds ``engine_path`` (from its sidecar ``info`` if known)."""
     info = info or {}
     onnx = info.get('onnx_file') or str(Path(engine_path).with_suffix('.onnx'))
-    precision = info.get('precision', 'fp16')
+    precision = info.get('precision', 'fp32')
+    extra = ' --calibration SRC --int8-scheme trt' if precision == 'int8' else ''
     return (f'python -m training.export CHECKPOINT.pt --onnx {onnx} --engine {engine_path} '
-            f'--precision {precision}')
+            f'--precision {precision}{extra}')
 
 
 def rebuild_advice(engine_path, info=None):

@@ -15,9 +15,12 @@
 """
 The parts of ``segment_node``, one job per module (the node class is ros/segment_node.py).
 
-- ``parameters``: the parameter table, :class:`Settings` and their validation (no rclpy);
-- ``take``: taking messages from a subscription outside the executor (non-public rclpy API);
-- ``cameras``: per-camera state, subscriptions, taking and decoding images, sequence gaps;
+- ``parameters``: the parameter table, how each may change, :class:`Settings` and their
+  validation (no rclpy);
+- ``live``: parameter descriptors, checking changes at runtime, applying the live ones;
+- ``cameras``: per-camera state, raw subscriptions (gated) queueing for the worker, decoding
+  images, frames lost in transport (sequence or stamp gaps);
+- ``take``: taking a waiting message without the executor (the one non-public rclpy call);
 - ``pipeline``: loading the model, segmenting a batch, rendering the outputs (no rclpy);
 - ``worker``: the thread that collects batches, drops stale frames, segments and publishes;
 - ``publishing``: QoS, output publishers, rendered outputs wrapped into messages;

@@ -29,6 +29,13 @@ import numpy as np
 
 OK, WARN, ERROR = 0, 1, 2  # the levels of diagnostic_msgs/DiagnosticStatus
 WINDOW = 200  # frames kept for latency percentiles
+# Why frames go missing before the node receives them, and the fixes (docs/troubleshooting.md).
+TRANSPORT_LOSS_HINT = (
+    'Likely cause: large best-effort frames over UDP (Fast DDS uses UDP loopback with '
+    'ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST or without shared memory) overflowing the socket '
+    'buffers. Fixes: shared memory (FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA in both processes), '
+    'reliable QoS (qos_reliability: reliable, and a reliable publisher), or larger socket '
+    'buffers (sysctl net.core.rmem_max); see docs/troubleshooting.md')
 
 
 class Status(NamedTuple):
@@ -47,7 +54,7 @@ class CameraCounters:
     received: int = 0
     published: int = 0
     dropped_replaced: int = 0
-    dropped_in_queue: int = 0
+    dropped_in_queue: int = 0  # lost before the node received them (transport)
     dropped_stale: int = 0
     decode_errors: int = 0
     inference_errors: int = 0
@@ -57,7 +64,7 @@ class CameraCounters:
     last_error: str = ''
 
     def dropped(self):
-        """Return the frames dropped: replaced (in DDS or by a newer one) or stale."""
+        """Return the frames dropped: lost in transport, replaced by a newer one, or stale."""
         return self.dropped_replaced + self.dropped_in_queue + self.dropped_stale
 
     def copy(self):
@@ -167,13 +174,15 @@ def camera_status(name, topic, now, before, elapsed_s, times, min_rate_hz=0.0, b
     ``now`` and ``before`` are the counters at the end and at the start of the period,
     ``elapsed_s`` its length, ``times`` a CameraTimes snapshot. In this order of precedence:
     ERROR when inference failed or every message of the period was rejected; WARN when some
-    were rejected, frames were dropped, no image arrived, or (``min_rate_hz`` > 0) the output
-    rate is below ``min_rate_hz``; OK otherwise ('idle: no subscribers' when frames came but
-    nobody listened).
+    were rejected, frames were lost before the node received them (the message names the
+    likely cause and the fixes), frames were dropped, no image arrived, or (``min_rate_hz`` >
+    0) the output rate is below ``min_rate_hz``; OK otherwise ('idle: no subscribers' when
+    frames came but nobody listened).
     """
     received = now.received - before.received
     published = now.published - before.published
     dropped = now.dropped() - before.dropped()
+    lost = now.dropped_in_queue - before.dropped_in_queue
     errors = now.decode_errors - before.decode_errors
     failures = now.inference_errors - before.inference_errors
     skipped = now.skipped_no_subscribers - before.skipped_no_subscribers
@@ -186,6 +195,9 @@ def camera_status(name, topic, now, before, elapsed_s, times, min_rate_hz=0.0, b
         level, message = ERROR, f'all {errors} images rejected'
     elif errors:
         level, message = WARN, f'{errors} images rejected'
+    elif lost:
+        level, message = WARN, (f'{lost} frames lost before the node received them. '
+                                + TRANSPORT_LOSS_HINT)
     elif dropped:
         level, message = WARN, f'{dropped} frames dropped (behind or stale)'
     elif not received:

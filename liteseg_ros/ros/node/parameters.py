@@ -13,11 +13,12 @@
 # limitations under the License.
 
 """
-The node's parameters: their table (name, default, description) and their validation.
+The node's parameters: their table (name, default, description), how each may change, and checks.
 
-Pure Python (no rclpy): the node reads the raw values at configure and turns them into
-:class:`Settings` with :func:`validate_parameters`, whose errors name the parameter and the
-allowed values (docs/node.md; every parameter is documented in config/segment.yaml).
+Pure Python (no rclpy): the node declares them with descriptors built from these tables
+(ros/node/live.py), checks every change with :func:`check_parameter`, and turns the values into
+:class:`Settings` with :func:`validate_parameters` at configure. Errors name the parameter and
+the allowed values (docs/node.md; every parameter is documented in config/segment.yaml).
 """
 
 from dataclasses import dataclass
@@ -25,12 +26,14 @@ import math
 
 from liteseg_ros.inference import BACKENDS, UPSAMPLE_MODES
 from liteseg_ros.inference.drivable import DRIVABLE_MODES
+from liteseg_ros.ros.node.grid_parameters import (check_grid_parameter, GRID_PARAMETERS,
+                                                  grid_settings)
 
 TRANSPORTS = ('raw', 'compressed')
 RELIABILITIES = ('best_effort', 'reliable')
 
-# name: (default, description). Types are checked at configure, not at declaration, so a wrong
-# type in a YAML file becomes a configure error naming the parameter instead of a crash.
+# name: (default, description). Types are checked by the node, not by rclpy, so an integer in a
+# YAML file for a double parameter works, and a wrong type is an error naming the parameter.
 PARAMETERS = {
     'autostart': (True, 'bool: configure and activate at startup'),
     'cameras': (['camera'], 'string[]: camera namespaces; C/image_raw in, C/segmentation/* out'),
@@ -49,9 +52,53 @@ PARAMETERS = {
     'overlay_alpha': (0.5, 'double in [0, 1]: weight of the colour mask in the overlay'),
     'drivable_classes': (['road'], 'string[]: class names that are drivable (any case)'),
     'drivable_mode': ('classes', "string: 'classes' or 'connected' (region at bottom centre)"),
-    'diagnostics_period_s': (1.0, 'double, s: /diagnostics period (> 0)'),
+    'diagnostics_period_s': (1.0, 'double, s: /diagnostics period'),
     'min_rate_hz': (0.0, 'double, Hz: WARN when a camera is segmented slower (0: off)'),
+    **GRID_PARAMETERS,
 }
+
+# How a change at runtime applies (docs/node.md, "Parameters"). Live: from the next frame.
+LIVE = ('overlay_alpha', 'drivable_classes', 'drivable_mode', 'min_rate_hz',
+        'max_frame_age_ms', 'batch_timeout_ms', 'diagnostics_period_s')
+# A new model: checked at once, loaded at the next configure (so a failed configure can be
+# fixed with `ros2 param set` and retried).
+NEXT_CONFIGURE = ('model_path', 'backend', 'device', 'threads', 'upsample') + tuple(
+    GRID_PARAMETERS)
+# New subscriptions and publishers, or startup only: params file or launch argument.
+READ_ONLY = ('autostart', 'cameras', 'transport', 'qos_reliability', 'qos_depth',
+             'output_qos_reliability', 'output_qos_depth')
+
+# Numeric bounds (inclusive), also published as the descriptors' ranges.
+RANGES = {
+    'threads': (0, 1024),
+    'qos_depth': (1, 10000),
+    'output_qos_depth': (1, 10000),
+    'max_frame_age_ms': (0.0, 3600000.0),
+    'batch_timeout_ms': (0.0, 10000.0),
+    'overlay_alpha': (0.0, 1.0),
+    'diagnostics_period_s': (0.01, 3600.0),
+    'min_rate_hz': (0.0, 1000.0),
+}
+
+# The allowed strings of the choice parameters.
+CHOICES = {
+    'transport': TRANSPORTS,
+    'backend': BACKENDS,
+    'upsample': UPSAMPLE_MODES,
+    'qos_reliability': RELIABILITIES,
+    'output_qos_reliability': RELIABILITIES,
+    'drivable_mode': DRIVABLE_MODES,
+}
+
+
+def how_it_applies(name):
+    """Return how a runtime change of ``name`` applies, as the descriptor and docs say it."""
+    if name in LIVE:
+        return 'live: applies from the next frame'
+    if name in NEXT_CONFIGURE:
+        return 'applies at the next configure (deactivate, cleanup, configure, activate)'
+    return ('read-only: set it in the params file or as a launch argument and restart the '
+            'node')
 
 
 class ParameterError(ValueError):
@@ -80,6 +127,7 @@ class Settings:
     drivable_mode: str
     diagnostics_period_s: float
     min_rate_hz: float
+    ground_grid: object = None  # GridSettings (ros/node/grid_parameters.py)
 
 
 def _choice(name, value, allowed):
@@ -89,20 +137,24 @@ def _choice(name, value, allowed):
     return value
 
 
-def _number(name, value, low=None, high=None, integer=False, low_open=False):
+def _bound(value):
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _number(name, value, low=None, high=None, integer=False):
     kinds = (int,) if integer else (int, float)
     ok = isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
     if ok and low is not None:
-        ok = value > low if low_open else value >= low
+        ok = value >= low
     if ok and high is not None:
         ok = value <= high
     if not ok:
         what = 'an integer' if integer else 'a number'
         bounds = []
         if low is not None:
-            bounds.append(('> ' if low_open else '>= ') + str(low))
+            bounds.append('>= ' + _bound(low))
         if high is not None:
-            bounds.append('<= ' + str(high))
+            bounds.append('<= ' + _bound(high))
         raise ParameterError(f"parameter '{name}': expected {what}"
                              f"{' ' + ' and '.join(bounds) if bounds else ''}, got {value!r}")
     return int(value) if integer else float(value)
@@ -146,32 +198,41 @@ def _device(value):
     return value
 
 
+def _bool(name, value):
+    if not isinstance(value, bool):
+        raise ParameterError(f"parameter '{name}': expected true or false, got {value!r}")
+    return value
+
+
+def _ranged(name, value):
+    low, high = RANGES[name]
+    return _number(name, value, low=low, high=high, integer=isinstance(low, int))
+
+
+def _checker(name):
+    if name in GRID_PARAMETERS:
+        return lambda value: check_grid_parameter(name, value)
+    if name in CHOICES:
+        return lambda value: _choice(name, value, CHOICES[name])
+    if name in RANGES:
+        return lambda value: _ranged(name, value)
+    return {
+        'autostart': lambda value: _bool('autostart', value),
+        'cameras': _cameras,
+        'model_path': _model_path,
+        'device': _device,
+        'drivable_classes': lambda value: _string_list('drivable_classes', value, "['road']"),
+    }[name]
+
+
+def check_parameter(name, value):
+    """Return ``value`` of parameter ``name`` as Settings holds it; raise ParameterError."""
+    return _checker(name)(value)
+
+
 def validate_parameters(values):
     """Return Settings from a dict of raw parameter values; raise ParameterError."""
-    cameras = _cameras(values['cameras'])
-    model_path = _model_path(values['model_path'])
-    device = _device(values['device'])
-    return Settings(
-        cameras=cameras,
-        transport=_choice('transport', values['transport'], TRANSPORTS),
-        model_path=model_path,
-        backend=_choice('backend', values['backend'], BACKENDS),
-        device=device,
-        threads=_number('threads', values['threads'], low=0, integer=True),
-        upsample=_choice('upsample', values['upsample'], UPSAMPLE_MODES),
-        qos_reliability=_choice('qos_reliability', values['qos_reliability'], RELIABILITIES),
-        qos_depth=_number('qos_depth', values['qos_depth'], low=1, integer=True),
-        output_qos_reliability=_choice('output_qos_reliability',
-                                       values['output_qos_reliability'], RELIABILITIES),
-        output_qos_depth=_number('output_qos_depth', values['output_qos_depth'], low=1,
-                                 integer=True),
-        max_frame_age_ms=_number('max_frame_age_ms', values['max_frame_age_ms'], low=0),
-        batch_timeout_ms=_number('batch_timeout_ms', values['batch_timeout_ms'], low=0),
-        overlay_alpha=_number('overlay_alpha', values['overlay_alpha'], low=0, high=1),
-        drivable_classes=_string_list('drivable_classes', values['drivable_classes'],
-                                      "['road']"),
-        drivable_mode=_choice('drivable_mode', values['drivable_mode'], DRIVABLE_MODES),
-        diagnostics_period_s=_number('diagnostics_period_s', values['diagnostics_period_s'],
-                                     low=0, low_open=True),
-        min_rate_hz=_number('min_rate_hz', values['min_rate_hz'], low=0),
-    )
+    fields = {name: check_parameter(name, values[name]) for name in PARAMETERS
+              if name not in ('autostart', 'model_path') and name not in GRID_PARAMETERS}
+    return Settings(model_path=_model_path(values['model_path']),
+                    ground_grid=grid_settings(values, fields['cameras']), **fields)

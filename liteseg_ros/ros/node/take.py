@@ -13,51 +13,28 @@
 # limitations under the License.
 
 """
-Taking messages from a subscription without the executor: the one non-public rclpy call.
+Taking a waiting message without the executor: the one non-public rclpy call of the node.
 
+When the worker finishes a batch while a newer frame already waits in DDS (a camera faster
+than the model), it takes that frame itself instead of waking the executor to run the
+subscription's callback: the public-only designs measured 0.83-0.87 of the standalone rate,
+0.88-0.92 with this take (docs/node.md, "Choice of input path").
 rclpy has no public ``take()``; ``Subscription.handle.take_message(msg_type, raw)`` has the
-same signature on Humble, Jazzy and Kilted (its info dict differs: Humble has timestamps only,
-Jazzy adds sequence numbers, Kilted the publisher gid). Everything that depends on it is here,
-so replacing it touches this module only.
+same signature on Humble, Jazzy and Kilted, and test/test_node_input.py pins what it returns on
+Jazzy and Kilted. Everything that depends on it is here.
 """
 
-from rclpy.callback_groups import CallbackGroup
 
-
-class TakenByTheWorker(CallbackGroup):
-    """Callback group of the image subscriptions: never executed, the worker takes them."""
-
-    def can_execute(self, entity):
-        return False
-
-    def beginning_execution(self, entity):
-        return False
-
-    def ending_execution(self, entity):
-        pass
-
-
-def never_called(msg):
-    """Stand in for the image subscriptions' callbacks (the worker takes the messages)."""
-
-
-def subscribe(node, msg_type, topic, qos):
-    """Create a subscription that the executor never runs; take its messages with take()."""
-    return node.create_subscription(msg_type, topic, never_called, qos,
-                                    callback_group=TakenByTheWorker())
-
-
-def take(subscription, msg_type):
+def take_serialized(subscription):
     """
-    Take the oldest waiting message; return (message, info dict) or None when there is none.
+    Take the oldest waiting message of a raw subscription; return (bytes, info) or None.
 
-    ``info`` may hold ``received_timestamp`` (ns, system clock), ``publication_sequence_number``
-    and ``publisher_gid`` depending on the ROS distribution; it is ``{}`` when unknown.
+    ``info`` is the message info dict (``{}`` where rclpy gives none), as the subscription's
+    two-argument callback would receive it.
     """
     with subscription.handle:
-        taken = subscription.handle.take_message(msg_type, False)
+        taken = subscription.handle.take_message(subscription.msg_type, True)
     if taken is None:
         return None
-    # (message, message info dict); tolerate a bare message from other rclpy versions
-    msg, info = taken if isinstance(taken, tuple) else (taken, {})
-    return msg, info if isinstance(info, dict) else {}
+    data, info = taken if isinstance(taken, tuple) else (taken, {})
+    return data, info if isinstance(info, dict) else {}

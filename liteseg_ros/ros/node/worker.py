@@ -15,21 +15,19 @@
 """
 The node's worker thread: collect a batch from the cameras, drop stale frames, segment, publish.
 
-One thread, started at activate and stopped at deactivate. It takes the cameras' messages
-itself (see cameras.take_newest), waits up to ``batch_timeout_ms`` after the first frame for
-the other cameras, drops frames older than ``max_frame_age_ms`` and runs the rest through the
-Pipeline as one batch (docs/node.md, "Design").
+One thread, started at activate and stopped at deactivate. It sleeps on a condition until a
+subscription callback queues a message, takes the newest frame of each camera (see
+cameras.take_newest), waits up to ``batch_timeout_ms`` after the first frame for the other
+cameras, drops frames older than ``max_frame_age_ms`` and runs the rest through the Pipeline
+as one batch (docs/node.md, "Design"). ``settings`` is read afresh for every batch, so live
+parameter changes apply from the next frame.
 """
 
 import threading
 import time
 
-from liteseg_ros.ros.node.cameras import EXTRA_TAKES, take_newest
+from liteseg_ros.ros.node.cameras import take_newest, take_waiting
 from liteseg_ros.ros.node.publishing import publish_outputs, wanted_outputs
-
-POLL_PERIOD_S = 0.001  # how often the waiting worker looks for new images
-IDLE_POLL_PERIOD_S = 0.005  # the same after IDLE_AFTER_S without any image
-IDLE_AFTER_S = 1.0
 
 
 def stamp_ns(header):
@@ -40,23 +38,27 @@ def stamp_ns(header):
 class Worker:
     """The thread that takes, batches, segments and publishes the cameras' frames."""
 
-    def __init__(self, cameras, settings, pipeline, batches, lock, logger, clock):
+    def __init__(self, cameras, settings, pipeline, batches, wake, logger, clock, gate=None):
         """
         Prepare a worker for ``cameras``; :meth:`start` runs it.
 
-        ``batches`` (BatchCounters) and the cameras' counters are updated under ``lock``;
-        ``clock`` is the node clock that ``max_frame_age_ms`` compares stamps with.
+        ``wake`` is the threading.Condition the subscription callbacks notify; its lock guards
+        the cameras' queues and counters and ``batches`` (BatchCounters). ``clock`` is the
+        node clock that ``max_frame_age_ms`` compares stamps with. ``gate`` (an InputGate)
+        is open while the worker waits for frames and closed while it is busy.
         """
         self.cameras = list(cameras)
         self.settings = settings
         self.pipeline = pipeline
         self.batches = batches
-        self.lock = lock
+        self.lock = wake
+        self.wake = wake
         self.logger = logger
         self.clock = clock
+        self.grid = None  # the node's GroundGridOutput (ros/node/grid.py), if any
+        self.gate = gate
         self._stop = threading.Event()
         self._thread = None
-        self._last_image = 0.0
 
     def start(self):
         """Start the thread."""
@@ -67,6 +69,8 @@ class Worker:
     def stop(self):
         """Stop the thread and wait for it (unless called from it)."""
         self._stop.set()
+        with self.wake:
+            self.wake.notify_all()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
@@ -96,17 +100,22 @@ class Worker:
                 self.logger.error(f'processing failed: {exc!r}', throttle_duration_sec=1.0)
 
     def _collect(self):
-        """Poll the cameras until a batch is ready; return [(camera, frame)] or None."""
+        """Wait until a batch is ready; return [(camera, frame)], or None when stopped."""
         cameras = self.cameras
-        limit = self.settings.qos_depth + EXTRA_TAKES
-        timeout = self.settings.batch_timeout_ms / 1e3
         pending = {}
         deadline = None
-        while not self._stop.is_set():
+        gate = self.gate
+        if gate is not None:  # frames that came while busy: take them without the executor
+            gate.count_closed()
             for camera in cameras:
-                frame = take_newest(camera, limit, self.lock, self.logger)
+                take_waiting(camera, self.lock, self.logger)
+        while not self._stop.is_set():
+            if gate is not None and not any(c.inbox for c in cameras):
+                gate.start_taking()
+            self._wait(deadline)
+            for camera in cameras:
+                frame = take_newest(camera, self.lock, self.logger)
                 if frame is not None:
-                    self._last_image = frame.taken
                     if camera.name in pending:
                         with self.lock:
                             camera.counters.dropped_replaced += 1
@@ -115,14 +124,24 @@ class Worker:
                 if len(pending) == len(cameras):
                     break
                 if deadline is None:
-                    deadline = min(f.received for f in pending.values()) + timeout
+                    deadline = (min(f.received for f in pending.values())
+                                + self.settings.batch_timeout_ms / 1e3)
                 if time.monotonic() >= deadline:
                     break
-            idle = time.monotonic() - self._last_image > IDLE_AFTER_S
-            self._stop.wait(IDLE_POLL_PERIOD_S if idle else POLL_PERIOD_S)
+        if self.gate is not None:
+            self.gate.stop_taking()
         if self._stop.is_set():
             return None
         return [(c, pending[c.name]) for c in cameras if c.name in pending]
+
+    def _wait(self, deadline):
+        """Sleep until a camera has a message queued, ``deadline`` passes or stop()."""
+        with self.wake:
+            while not self._stop.is_set() and not any(c.inbox for c in self.cameras):
+                timeout = None if deadline is None else deadline - time.monotonic()
+                if timeout is not None and timeout <= 0:
+                    return
+                self.wake.wait(timeout)
 
     def _fresh(self, batch):
         """Drop frames older than max_frame_age_ms (stamp vs node clock); return the rest."""
@@ -151,7 +170,7 @@ class Worker:
         work = []
         for camera, frame in self._fresh(batch):
             wanted = wanted_outputs(camera.publishers)
-            if wanted:
+            if wanted or (self.grid is not None and self.grid.wants_frames()):
                 work.append((camera, frame, wanted))
             else:
                 with self.lock:
@@ -164,10 +183,14 @@ class Worker:
         size = len(work)
         with self.lock:
             self.batches.add(size, backend_ms)
+        published = []
         for (camera, frame, wanted), result in zip(work, results):
-            publish_outputs(camera.publishers,
-                            self.pipeline.render(wanted, frame.rgb, result), frame.header)
+            outputs = self.pipeline.render(wanted, frame.rgb, result)
+            publish_outputs(camera.publishers, outputs, frame.header)
             self._count_published(camera, frame, size, picked, backend_ms)
+            published.append((camera.name, frame.header, result.mask, outputs))
+        if self.grid is not None:  # camera_info beside the outputs, and the batch's grid
+            self.grid.after_batch(published)
 
     def _count_published(self, camera, frame, size, picked, backend_ms):
         done = time.monotonic()
