@@ -33,6 +33,7 @@ import sys
 import time
 
 import cv2
+from fleet_bags import perturb
 from liteseg_ros.bags import evaluation as bag_eval
 from liteseg_ros.bags.rosbag import (BagReader, BagWriter, header, image_message, stamp_of,
                                      with_stamp)
@@ -139,17 +140,6 @@ def confusion(pairs, c=NUM_CLASSES):
     union = m.sum(0) + m.sum(1) - inter
     iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
     return float(iou.mean()), float(inter.sum() / m.sum()), iou
-
-
-def perturb(mask, rng):
-    """Make a label from a mask: a block shifted to the next class, 5% of pixels ignored."""
-    label = mask.copy()
-    h, w = label.shape
-    y0, x0 = int(rng.integers(0, h // 2)), int(rng.integers(0, w // 2))
-    block = label[y0:y0 + h // 3, x0:x0 + w // 3]
-    block[...] = (block.astype(np.int64) + 1) % NUM_CLASSES
-    label[rng.random(label.shape) < 0.05] = 255
-    return label
 
 
 def stamp_ns(camera_index, i):

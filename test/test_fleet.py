@@ -24,7 +24,7 @@ The Ray runs are in ``test_fleet_ray.py`` (ray is not in the torch-free requirem
 import json
 import sys
 
-from fleet_bags import (drive_frames, IMAGE_TOPIC, LABEL_TOPIC, NUM_CLASSES, truncate,
+from fleet_bags import (CallHook, drive_frames, IMAGE_TOPIC, LABEL_TOPIC, NUM_CLASSES, truncate,
                         write_drive)
 from liteseg_ros.bags import fleet
 from liteseg_ros.bags.evaluation import evaluate_bag
@@ -130,25 +130,11 @@ class Interrupting:
         self.at = at
 
     def __call__(self, request):
-        segmenter = request.load_segmenter()
-        at = self.at
+        def before(call):
+            if call == self.at:
+                raise KeyboardInterrupt
 
-        class Wrapped:
-            calls = 0
-            class_names, palette = segmenter.class_names, segmenter.palette
-            backend, upsample = segmenter.backend, segmenter.upsample
-
-            @property
-            def timings(self):
-                return segmenter.timings
-
-            def __call__(self, frames):
-                Wrapped.calls += 1
-                if Wrapped.calls == at:
-                    raise KeyboardInterrupt
-                return segmenter(frames)
-
-        return Wrapped()
+        return CallHook(request.load_segmenter(), before)
 
 
 def interrupted_run(drives, out):

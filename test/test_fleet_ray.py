@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 
-from fleet_bags import IMAGE_TOPIC, LABEL_TOPIC
+from fleet_bags import CallHook, IMAGE_TOPIC, LABEL_TOPIC
 from liteseg_ros.bags import fleet
 from liteseg_ros.cli import main as liteseg_main
 import pytest
@@ -77,26 +77,14 @@ class KillOnce:
         self.pid_file, self.at = str(pid_file), at
 
     def __call__(self, request):
-        segmenter = request.load_segmenter()
         pid_file, at = self.pid_file, self.at
 
-        class Waiting:
-            calls = 0
-            class_names, palette = segmenter.class_names, segmenter.palette
-            backend, upsample = segmenter.backend, segmenter.upsample
+        def before(call):
+            if call == at and not os.path.exists(pid_file):
+                Path(pid_file).write_text(str(os.getpid()))
+                time.sleep(120)
 
-            @property
-            def timings(self):
-                return segmenter.timings
-
-            def __call__(self, frames):
-                Waiting.calls += 1
-                if Waiting.calls == at and not os.path.exists(pid_file):
-                    Path(pid_file).write_text(str(os.getpid()))
-                    time.sleep(120)
-                return segmenter(frames)
-
-        return Waiting()
+        return CallHook(request.load_segmenter(), before)
 
 
 def test_worker_killed_mid_bag_is_retried_and_counted_once(
