@@ -44,7 +44,6 @@ import argparse
 import json
 import os
 from pathlib import Path
-import re
 import shutil
 import statistics
 import sys
@@ -54,7 +53,7 @@ import time
 from bench_models import default_model
 from liteseg_ros.bags.fleet import FleetRequest, run_fleet
 from liteseg_ros.bags.rosbag import BagWriter, header, image_message
-from liteseg_ros.inference.bench import machine_description
+from liteseg_ros.inference.bench import cpu_info, machine_description, widest_avx
 from liteseg_ros.sample_images import make_street_scene
 import numpy as np
 
@@ -86,16 +85,6 @@ def write_drives(folder, count, frames, size):
 def load_average():
     """Return the 1-minute load average (other jobs share the machine)."""
     return os.getloadavg()[0]
-
-
-def cpu_flags():
-    """Return the widest of avx512f / avx2 the CPU has."""
-    try:
-        text = Path('/proc/cpuinfo').read_text()
-    except OSError:
-        return '?'
-    found = re.findall(r'\b(avx512f|avx2)\b', text)
-    return 'avx512f' if 'avx512f' in found else (found[0] if found else 'none')
 
 
 def run_once(name, address, workers, bags, request, out):
@@ -178,7 +167,8 @@ def summarise(walls, fps, bags, frames, loads, ray_init_s, args, size):
              for kind in ('min', 'median')}
     overhead = {kind: rows['ray x1'][f'{kind}_s'] / rows['in-process'][f'{kind}_s'] - 1
                 for kind in ('min', 'median')}
-    return {'cpu': machine_description(), 'isa': cpu_flags(), 'load_average_1min': loads,
+    return {'cpu': machine_description(), 'isa': widest_avx(cpu_info()[2]),
+            'load_average_1min': loads,
             'bags': bags, 'frames_per_bag': frames // bags, 'frame_size': list(size),
             'repeats': args.repeats, 'ray_niceness': args.ray_niceness,
             'ray_init_s': ray_init_s, 'configs': rows,

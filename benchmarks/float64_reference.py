@@ -28,11 +28,11 @@ import argparse
 import copy
 import os
 from pathlib import Path
-import platform
 import subprocess
 import sys
 import tempfile
 
+from liteseg_ros.inference.bench import cpu_info
 from liteseg_ros.model import build_model, load_model, save_checkpoint
 import numpy as np
 import torch
@@ -45,24 +45,7 @@ from tolerances import relative_error  # noqa: E402,I100
 
 REPO = Path(__file__).resolve().parents[1]
 OURS = [('t', 19, 512, 1024), ('b', 11, 720, 960)]
-ISA_FLAGS = ('avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_tile')
 ISA_VARIABLES = ('ONEDNN_MAX_CPU_ISA', 'DNNL_MAX_CPU_ISA', 'ATEN_CPU_CAPABILITY')
-
-
-def cpu_description():
-    """Return the CPU model name and the vector ISA flags it reports."""
-    name, flags = platform.processor() or 'unknown', set()
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            key, _, value = line.partition(':')
-            if key.strip() == 'model name':
-                name = value.strip()
-            elif key.strip() == 'flags':
-                flags = set(value.split())
-                break
-    except OSError:
-        pass
-    return name, [f for f in ISA_FLAGS if f in flags]
 
 
 def torch_logits(model, x, dtype=torch.float32, mkldnn=True):
@@ -138,7 +121,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     import onnxruntime
 
-    name, flags = cpu_description()
+    name, _, flags = cpu_info()
     print(f'CPU: {name}; ISA flags: {" ".join(flags)}; torch {torch.__version__} '
           f'(ATen {torch.backends.cpu.get_cpu_capability()}), onnxruntime '
           f'{onnxruntime.__version__}, {torch.get_num_threads()} threads')

@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 from pathlib import Path
-import platform
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ import time
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from liteseg_ros.inference.bench import cpu_info  # noqa: E402
 import numpy as np  # noqa: E402
 
 CACHE = REPO / '.cache' / 'int8_cpu'
@@ -67,23 +67,6 @@ def train_model(iters, out=CACHE):
                  'eval.size=[1024, 512]', f'output_dir={run}']
     train(load_config(CONFIG, overrides), progress=False)
     return checkpoint
-
-
-def cpu_description():
-    """Return (CPU model name, the SIMD flags that matter for int8)."""
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        text = Path('/proc/cpuinfo').read_text()
-    except OSError:
-        return name, []
-    for line in text.splitlines():
-        if line.startswith('model name') and name in ('', platform.machine()):
-            name = line.split(':', 1)[1].strip()
-        if line.startswith('flags'):
-            flags = set(line.split(':', 1)[1].split())
-    wanted = ('avx2', 'fma', 'avx512f', 'avx512bw', 'avx512_vnni', 'avx_vnni', 'avx512_bf16',
-              'amx_int8')
-    return name, [f for f in wanted if f in flags]
 
 
 def export_all(checkpoint, config, schemes, out, frames, min_agreement):
@@ -215,7 +198,7 @@ def main(argv=None):
     latency = interleaved_latency(segmenters, args.rounds, args.per_round, SCENE)
     int8 = [n for n in models if n.startswith('int8')]
     cli = liteseg_bench({n: models[n] for n in ['fp32'] + int8}, args.threads)
-    name, flags = cpu_description()
+    name, _, flags = cpu_info()
     load = os.getloadavg()
     report = {'cpu': name, 'flags': flags, 'load_average': load, 'threads': args.threads,
               'iterations_trained': args.iters, 'held_out_frames':

@@ -29,6 +29,7 @@ import tempfile
 import time
 
 from bench_models import default_model  # noqa: F401 (the node benchmarks import it here)
+from liteseg_ros.inference.bench import cpu_info, widest_avx
 from liteseg_ros.ros.node_demo import node_command
 import yaml
 
@@ -38,18 +39,9 @@ START_TIMEOUT_S = 300
 
 def machine():
     """Return the CPU model, its widest AVX flag and the load averages, for every figure."""
-    model, flags = 'unknown CPU', ''
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name') and model == 'unknown CPU':
-                model = line.split(':', 1)[1].strip()
-            if line.startswith('flags') and not flags:
-                words = line.split()
-                flags = 'avx512f' if 'avx512f' in words else 'avx2' if 'avx2' in words else '-'
-    except OSError:
-        pass
+    model, _, flags = cpu_info()
     load = ' '.join('%.2f' % v for v in os.getloadavg())
-    return '%s (%s, %d CPUs); load average %s' % (model, flags, os.cpu_count(), load)
+    return '%s (%s, %d CPUs); load average %s' % (model, widest_avx(flags), os.cpu_count(), load)
 
 
 # Fast DDS 2.x (Jazzy): its LARGE_DATA shared-memory segment is too small for a 6 MB frame,

@@ -33,7 +33,7 @@ import sys
 import time
 
 import cv2
-from fleet_bags import perturb
+from fleet_bags import CallHook, perturb
 from liteseg_ros.bags import evaluation as bag_eval
 from liteseg_ros.bags.rosbag import (BagReader, BagWriter, header, image_message, stamp_of,
                                      with_stamp)
@@ -365,29 +365,15 @@ def test_interrupt_writes_partial_results(tmp_path, model, scenario):
     records, _ = scenario_records(scenario, corrupt=False, extra_label=False)
     bag = write_bag(tmp_path / 'in', 'mcap', records)
 
-    class Interrupting:
-        """The real segmenter, with Ctrl-C arriving during the third call."""
-
-        def __init__(self, segmenter):
-            self.inner, self.calls = segmenter, 0
-            self.class_names, self.palette = segmenter.class_names, segmenter.palette
-            self.backend, self.upsample = segmenter.backend, segmenter.upsample
-
-        @property
-        def timings(self):
-            return self.inner.timings
-
-        def __call__(self, frames):
-            self.calls += 1
-            if self.calls == 3:
-                raise KeyboardInterrupt
-            return self.inner(frames)
+    def ctrl_c_in_third_call(call):
+        if call == 3:
+            raise KeyboardInterrupt
 
     out = tmp_path / 'out'
     lines = []
-    summary = bag_eval.evaluate_bag(
-        bag, ['/cam_rgb/image_raw'], Interrupting(model['segmenter']), ['/cam_rgb/labels'],
-        out, progress=False, log=lines.append)
+    segmenter = CallHook(model['segmenter'], ctrl_c_in_third_call)
+    summary = bag_eval.evaluate_bag(bag, ['/cam_rgb/image_raw'], segmenter, ['/cam_rgb/labels'],
+                                    out, progress=False, log=lines.append)
     assert summary['interrupted'] is True
     assert summary['frames'] == 2
     assert any('interrupted' in line for line in lines)

@@ -93,17 +93,36 @@ def benchmark(segmenter, frame_size=(1024, 2048), batch=1, iterations=20, warmup
     return report
 
 
-def machine_description():
-    """Return the CPU (and GPU, when torch sees one) this runs on."""
-    cpu = platform.processor() or platform.machine()
+#: The vector ISA flags worth naming beside a CPU figure (widest AVX first for ``widest_avx``).
+ISA_FLAGS = ('avx2', 'fma', 'avx512f', 'avx512bw', 'avx512_vnni', 'avx_vnni', 'avx512_bf16',
+             'amx_tile', 'amx_int8')
+
+
+def cpu_info(cpuinfo='/proc/cpuinfo'):
+    """Return (model name, core count, ISA flags of ``ISA_FLAGS`` it reports) of this CPU."""
+    name, cores, flags = platform.processor() or platform.machine(), 0, set()
     try:
-        with open('/proc/cpuinfo') as f:
-            names = [line.split(':', 1)[1].strip() for line in f if line.startswith('model name')]
-        if names:
-            cpu = f'{names[0]} x{len(names)}'
+        with open(cpuinfo) as f:
+            for line in f:
+                key, _, value = line.partition(':')
+                if key.strip() == 'model name':
+                    name, cores = (value.strip() if not cores else name), cores + 1
+                elif key.strip() == 'flags' and not flags:
+                    flags = set(value.split())
     except OSError:
         pass
-    return cpu
+    return name, cores, [flag for flag in ISA_FLAGS if flag in flags]
+
+
+def widest_avx(flags):
+    """Return 'avx512f', 'avx2' or '-': the widest AVX level among ``flags``."""
+    return next((flag for flag in ('avx512f', 'avx2') if flag in flags), '-')
+
+
+def machine_description():
+    """Return the CPU this runs on, e.g. 'AMD EPYC x2'."""
+    name, cores, _ = cpu_info()
+    return f'{name} x{cores}' if cores else name
 
 
 def format_report(report):
