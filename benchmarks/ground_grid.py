@@ -37,7 +37,8 @@ import time
 import cv2
 from liteseg_ros.inference.bench import machine_description
 from liteseg_ros.inference.drivable import drivable_area, drivable_lut
-from liteseg_ros.inference.ground_grid import body_pose, CameraModel, GroundGrid, render_grid
+from liteseg_ros.inference.ground_projection import (body_pose, CameraModel, GroundGrid,
+                                                     render_grid)
 from liteseg_ros.inference.outputs import write_png
 import numpy as np
 

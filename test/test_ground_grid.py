@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """
-The ground grid's geometry (inference/ground_grid.py) against OpenCV's own projection.
+The ground grid's geometry (inference/ground_projection.py) against OpenCV's own projection.
 
 The reference here builds each camera's world-to-optical rotation from its axes by hand and
 projects every cell centre with ``cv2.projectPoints`` / ``cv2.fisheye.projectPoints``.
@@ -23,9 +23,10 @@ import math
 from types import SimpleNamespace
 
 import cv2
-from liteseg_ros.inference.ground_grid import (body_pose, body_poses, CameraInfoError,
-                                               CameraModel, GroundGrid, render_grid,
-                                               scaled_intrinsics, transform_pose)
+from liteseg_ros.inference.ground_projection import (body_pose, body_poses,
+                                                     CameraInfoError, CameraModel, GroundGrid,
+                                                     render_grid, scaled_intrinsics,
+                                                     transform_pose)
 import numpy as np
 import pytest
 

@@ -409,7 +409,7 @@ def quaternion(matrix):
 def test_tf_extrinsics_use_the_optical_frame_transform(ros_context, monkeypatch):  # noqa: F811
     """With a stand-in tf2_ros: the transform of the CameraInfo frame places the camera."""
     from geometry_msgs.msg import TransformStamped
-    from liteseg_ros.inference.ground_grid import body_pose, CameraModel, GroundGrid
+    from liteseg_ros.inference.ground_projection import body_pose, CameraModel, GroundGrid
     from liteseg_ros.inference.outputs import OutputRenderer
     from liteseg_ros.ros.node.grid import GroundGridOutput
     from liteseg_ros.ros.node.parameters import PARAMETERS, validate_parameters

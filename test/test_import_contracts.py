@@ -48,6 +48,18 @@ def test_contracts_hold():
     assert 'Contracts: 3 kept, 0 broken.' in result.stdout
 
 
+def test_node_parameter_modules_import_one_way():
+    """parameters.py imports grid_parameters.py; no import (lazy ones too) leads back."""
+    import grimp
+
+    graph = grimp.build_graph('liteseg_ros')
+    node = 'liteseg_ros.ros.node.'
+    assert graph.direct_import_exists(importer=node + 'parameters',
+                                      imported=node + 'grid_parameters')
+    assert not graph.chain_exists(importer=node + 'grid_parameters',
+                                  imported=node + 'parameters')
+
+
 @pytest.mark.parametrize('module, line, broken', [
     ('liteseg_ros/model/uses_inference.py', 'import liteseg_ros.inference.segmenter',
      'ros over bags over inference over model'),

@@ -23,14 +23,14 @@ Camera geometry in bags: CameraInfo from calibration files, and the drivable gri
 - :class:`BagGrid`: ``bag-eval --outputs ...,drivable_grid``. It keeps each camera's newest
   CameraInfo, groups frames as the node batches them (the newest frame of each camera until
   a camera repeats or all have one) and makes one ``nav_msgs/OccupancyGrid`` per group with
-  ``liteseg_ros.inference.ground_grid`` (docs/bag_eval.md).
+  ``liteseg_ros.inference.ground_projection`` (docs/bag_eval.md).
 """
 
 from pathlib import Path
 
 from liteseg_ros.bags.rosbag import BagError, deserialize, header, typestore
-from liteseg_ros.inference.ground_grid import (body_poses, CameraInfoError, CameraModel,
-                                               GroundGrid)
+from liteseg_ros.inference.ground_projection import (body_poses, CameraInfoError,
+                                                     CameraModel, GroundGrid)
 import numpy as np
 
 CAMERA_INFO_TYPE = 'sensor_msgs/msg/CameraInfo'

@@ -16,7 +16,8 @@
 Camera geometry in the node: CameraInfo in and out, and the drivable occupancy grid.
 
 ``C/camera_info`` in, ``C/segmentation/camera_info`` and ``segmentation/drivable_grid`` out
-(docs/node.md, "Ground grid"). The geometry is ``liteseg_ros.inference.ground_grid``; this
+(docs/node.md, "Ground grid"). The geometry is
+``liteseg_ros.inference.ground_projection``; this
 module keeps each camera's newest CameraInfo, checks it against the images, finds the camera
 poses (parameters or tf2), and wraps the fused grid into a ``nav_msgs/OccupancyGrid``. The
 worker calls :meth:`GroundGridOutput.after_batch` with each batch it published.
@@ -28,8 +29,8 @@ import threading
 import time
 
 from liteseg_ros.inference.drivable import drivable_area
-from liteseg_ros.inference.ground_grid import (CameraInfoError, CameraModel, GroundGrid,
-                                               transform_pose)
+from liteseg_ros.inference.ground_projection import (CameraInfoError, CameraModel,
+                                                     GroundGrid, transform_pose)
 from liteseg_ros.inference.outputs import output_topic
 from liteseg_ros.ros.node.diagnostics import OK, percentile, Status, WARN
 from liteseg_ros.ros.node.parameters import ParameterError

@@ -24,7 +24,8 @@ import array
 from dataclasses import dataclass, field
 import math
 
-from liteseg_ros.inference.ground_grid import body_poses, MAX_CELLS
+from liteseg_ros.inference.ground_projection import body_poses, MAX_CELLS
+from liteseg_ros.ros.node.errors import ParameterError
 
 EXTRINSICS = ('parameters', 'tf')
 PREFIX = 'ground_grid.'
@@ -57,8 +58,6 @@ class GridSettings:
 
 
 def _error(message):
-    from liteseg_ros.ros.node.parameters import ParameterError  # parameters imports this module
-
     return ParameterError(message)
 
 

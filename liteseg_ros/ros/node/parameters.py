@@ -26,6 +26,7 @@ import math
 
 from liteseg_ros.inference import BACKENDS, UPSAMPLE_MODES
 from liteseg_ros.inference.drivable import DRIVABLE_MODES
+from liteseg_ros.ros.node.errors import ParameterError
 from liteseg_ros.ros.node.grid_parameters import (check_grid_parameter, GRID_PARAMETERS,
                                                   grid_settings)
 
@@ -99,10 +100,6 @@ def how_it_applies(name):
         return 'applies at the next configure (deactivate, cleanup, configure, activate)'
     return ('read-only: set it in the params file or as a launch argument and restart the '
             'node')
-
-
-class ParameterError(ValueError):
-    """A parameter value that cannot be used; the message names it and the allowed values."""
 
 
 @dataclass

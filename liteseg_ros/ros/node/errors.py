@@ -1,0 +1,24 @@
+# Copyright 2026 The liteseg_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The node's error for a parameter value it cannot use (no rclpy, imports nothing of the node).
+
+Its own module so that parameters.py and grid_parameters.py both raise it while imports run
+one way: parameters imports grid_parameters, neither imports the other back.
+"""
+
+
+class ParameterError(ValueError):
+    """A parameter value that cannot be used; the message names it and the allowed values."""
