@@ -31,6 +31,9 @@ Subcommands:
   ``liteseg_ros.bags`` and ``docs/bag_eval.md``).
 - ``liteseg dataset-to-bag OUT --dataset cityscapes|camvid|folder ...``: a dataset split as a
   rosbag2 with an image and a label topic (see ``liteseg_ros.bags.dataset_to_bag``).
+- ``liteseg weights list`` / ``liteseg weights get NAME [--force]``: PaddleSeg's released
+  PP-LiteSeg weights (and STDC backbones) by name, downloaded, converted and cached (see
+  ``liteseg_ros.inference.weights``); every model argument takes such a name too.
 
 Heavy imports (torch, ONNX Runtime) happen inside the subcommands, so ``liteseg --help`` is quick.
 """
@@ -89,12 +92,16 @@ def build_parser():
                            help='model variant when no checkpoint is given (default: t)')
     node_demo.add_argument('--output', type=Path, default=Path('demo_output'), metavar='DIR',
                            help='output folder (default: ./demo_output)')
-    node_demo.add_argument('--frames', type=_positive_int, default=30,
-                           help='frames to publish (default: 30)')
+    node_demo.add_argument('--images', type=Path, default=None, metavar='DIR',
+                           help='publish the images of DIR (e.g. real camera frames) in name '
+                                'order instead of generated scenes')
+    node_demo.add_argument('--frames', type=_positive_int, default=None,
+                           help='frames to publish (default: 30, or each image of --images '
+                                'once)')
     node_demo.add_argument('--rate', type=_positive_float, default=5.0, metavar='HZ',
                            help='publishing rate (default: 5 Hz)')
     node_demo.add_argument('--size', type=_size, default=(DEMO_WIDTH, DEMO_HEIGHT),
-                           metavar='WxH', help='frame size (default: %dx%d)'
+                           metavar='WxH', help='generated frame size (default: %dx%d)'
                            % (DEMO_WIDTH, DEMO_HEIGHT))
     node_demo.add_argument('--backend', choices=('auto', 'onnxruntime', 'torch'),
                            default='onnxruntime',
@@ -132,7 +139,42 @@ def build_parser():
                     'as a rosbag2 with an image topic and a mono8 label topic at a fixed rate.')
     dataset_to_bag.add_arguments(to_bag)
     to_bag.set_defaults(func=dataset_to_bag.run)
+
+    weights = sub.add_parser(
+        'weights', help="PaddleSeg's released weights by name: list, download and convert",
+        description="List or fetch the PP-LiteSeg checkpoints of PaddleSeg's model zoo and "
+                    'the ImageNet STDC backbones. get downloads (resuming a cut download), '
+                    'converts and caches under $XDG_CACHE_HOME/liteseg, and prints the '
+                    'checkpoint path last; $LITESEG_WEIGHTS_URL replaces the scheme and host '
+                    'of the zoo URLs (a mirror). Every model argument also takes these names.')
+    weights_sub = weights.add_subparsers(dest='weights_command', metavar='ACTION',
+                                         required=True)
+    weights_list = weights_sub.add_parser('list', help='names, dataset, classes, zoo mIoU, '
+                                                       'cached file')
+    weights_list.set_defaults(func=run_weights_list)
+    weights_get = weights_sub.add_parser('get', help='download and convert NAME; print its path')
+    weights_get.add_argument('name', metavar='NAME', help='a name of `liteseg weights list`')
+    weights_get.add_argument('--force', action='store_true',
+                             help='download and convert again even when cached')
+    weights_get.set_defaults(func=run_weights_get)
     return parser
+
+
+def run_weights_list(args):
+    """Run ``liteseg weights list``; return the process exit code."""
+    from liteseg_ros.inference import weights
+
+    for line in weights.describe_catalogue():
+        print(line)
+    return 0
+
+
+def run_weights_get(args):
+    """Run ``liteseg weights get NAME``: the checkpoint path is the last line on stdout."""
+    from liteseg_ros.inference import weights
+
+    print(weights.get(args.name, force=args.force))
+    return 0
 
 
 def _run_live(*args, **kwargs):

@@ -22,7 +22,9 @@ plain liteseg/1 checkpoint. Backbones come from ``convert_paddle --backbone-only
 
 from pathlib import Path
 
+from liteseg_ros.inference.weights import checkpoint_file, WeightsError
 from liteseg_ros.model import CheckpointError, load_checkpoint, save_checkpoint
+from liteseg_ros.model.paddle_weights import BACKBONE_FORMAT
 import numpy as np
 import torch
 from training.errors import TrainError
@@ -30,7 +32,6 @@ from training.sampling import rng_state
 
 LAST = 'last.pt'
 BEST = 'best.pt'
-BACKBONE_FORMAT = 'liteseg-backbone/1'
 RESUME_KEYS = ('optimizer', 'scheduler', 'iteration', 'rng')
 
 
@@ -88,8 +89,15 @@ def remove_unfinished_writes(out):
 
 
 def load_pretrained_backbone(model, path):
-    """Load a ``liteseg-backbone/1`` file (``convert_paddle --backbone-only``) into the model."""
-    path = Path(path)
+    """
+    Load a ``liteseg-backbone/1`` file (``convert_paddle --backbone-only``) into the model.
+
+    ``path`` may be a zoo name (``stdc1_imagenet``, ``stdc2_imagenet``), fetched when missing.
+    """
+    try:
+        path = Path(checkpoint_file(path))
+    except WeightsError as exc:
+        raise TrainError(f'model.pretrained_backbone: {exc}') from exc
     if not path.is_file():
         raise TrainError(f'model.pretrained_backbone: {path} does not exist (convert ImageNet '
                          'weights with python -m training.convert_paddle SRC OUT.pt --variant '
@@ -123,11 +131,13 @@ def load_initial_weights(model, path, log=print):
     Initialise ``model`` from a liteseg/1 checkpoint (fine-tuning); return (loaded, skipped).
 
     Tensors whose name or shape differ (the classifiers when the class count changes) keep
-    their fresh initialisation; the count of both is logged.
+    their fresh initialisation; the count of both is logged. ``path`` may be a zoo name
+    (``liteseg weights list``), fetched when missing.
     """
     try:
+        path = checkpoint_file(path)
         state = load_checkpoint(path)['model']
-    except CheckpointError as exc:
+    except (CheckpointError, WeightsError) as exc:
         raise TrainError(f'--init-from: {exc}') from exc
     own = model.state_dict()
     loaded = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}

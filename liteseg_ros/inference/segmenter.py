@@ -72,7 +72,15 @@ class Segmenter:
     @classmethod
     def from_file(cls, path, backend='auto', upsample='nearest', confidence=False,
                   device='auto', threads=0, **options):
-        """Load a checkpoint, ONNX model or engine with ``load_backend`` and wrap it."""
+        """
+        Load a checkpoint, ONNX model or engine with ``load_backend`` and wrap it.
+
+        ``path`` may be a zoo name (``liteseg weights list``): its cached file is loaded,
+        downloaded and converted first when missing.
+        """
+        from liteseg_ros.inference.weights import resolve_model
+
+        path = resolve_model(path, backend)
         return cls(load_backend(path, backend, device, threads, **options), upsample,
                    confidence)
 

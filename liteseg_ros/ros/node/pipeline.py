@@ -22,6 +22,7 @@ No rclpy here: a :class:`Pipeline` holds the Segmenters of one backend and the
 from liteseg_ros.inference.backends import DeviceUnavailable, load_backend, resolve_backend
 from liteseg_ros.inference.outputs import OutputRenderer
 from liteseg_ros.inference.segmenter import Segmenter
+from liteseg_ros.inference.weights import resolve_model
 from liteseg_ros.ros.node.parameters import ParameterError
 import numpy as np
 
@@ -44,6 +45,8 @@ def share_the_cpu(backend):
 def _load_backend(settings, node_name, log):
     path = settings.model_path
     try:
+        # A zoo name: its cached ONNX export (torch: checkpoint), downloaded on first use.
+        path = resolve_model(path, settings.backend, say=log.info)
         backend_name = resolve_backend(path, settings.backend)
         log.info(f'loading {path} with the {backend_name} backend')
         return backend_name, load_backend(path, backend_name, device=settings.device,
