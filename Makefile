@@ -39,13 +39,14 @@ DEFAULT_VENV := .venv
 LOCKFILE :=
 else ifeq ($(PYVER),3.11)
 PROFILE := $(ROS)
-REQS := requirements.txt $(ROS_REQ_$(ROS)) requirements-dev.txt requirements-fleet.txt
+REQS := requirements.txt $(ROS_REQ_$(ROS)) requirements-dev.txt requirements-fleet.txt \
+  requirements-openvino.txt
 NODEPS := requirements-nodeps.txt
 DEFAULT_VENV := $(if $(filter kilted,$(ROS)),.venv,.venv-$(ROS))
 LOCKFILE := locks/$(ROS)-py3.11.txt
 else
 PROFILE := lite
-REQS := requirements-lite.txt
+REQS := requirements-lite.txt requirements-openvino.txt
 DEFAULT_VENV := .venv-py$(PYVER)
 LOCKFILE := locks/lite-py$(PYVER).txt
 endif
@@ -146,13 +147,13 @@ UV ?= $(firstword $(wildcard $(VENV)/bin/uv .venv/bin/uv) uv)
 lock:
 	UV_FIND_LINKS="$${UV_FIND_LINKS:-$${PIP_FIND_LINKS:-}}" $(UV) pip compile $(LOCK_ARGS) \
 	  --python-version 3.11 requirements.txt requirements-ros.txt requirements-dev.txt \
-	  requirements-fleet.txt -o locks/kilted-py3.11.txt
+	  requirements-fleet.txt requirements-openvino.txt -o locks/kilted-py3.11.txt
 	UV_FIND_LINKS="$${UV_FIND_LINKS:-$${PIP_FIND_LINKS:-}}" $(UV) pip compile $(LOCK_ARGS) \
 	  --python-version 3.11 requirements.txt requirements-ros-jazzy.txt requirements-dev.txt \
-	  requirements-fleet.txt -o locks/jazzy-py3.11.txt
+	  requirements-fleet.txt requirements-openvino.txt -o locks/jazzy-py3.11.txt
 	for v in 3.10 3.12; do \
 	  $(UV) pip compile $(LOCK_ARGS) --python-version $$v requirements-lite.txt \
-	    -o locks/lite-py$$v.txt || exit 1; done
+	    requirements-openvino.txt -o locks/lite-py$$v.txt || exit 1; done
 
 clean:
 	rm -rf build install log demo_output .pytest_cache *.egg-info

@@ -182,9 +182,14 @@ def test_load_backend_maps_the_device_onto_each_backend(models, monkeypatch):
     assert backends.torch_device('cuda:1') == 'cuda:1'
     with pytest.raises(backends.DeviceUnavailable, match='sees 2 CUDA device'):
         backends.torch_device('cuda:2')
-    for device in ('gpu', 'cuda:', 'CPU', None):
-        with pytest.raises(ValueError, match="device must be 'auto', 'cpu', 'cuda' or 'cuda:N'"):
+    for device in ('tpu', 'cuda:', 'gpu.0', 'CPU', None):
+        with pytest.raises(ValueError, match="device must be 'auto', 'cpu', 'cuda', 'cuda:N', "
+                                             "'gpu', 'gpu:N' or 'npu'"):
             load_backend(models['onnx'], device=device)
+    # Intel GPUs and NPUs are OpenVINO's (test_openvino.py): torch refuses them too.
+    with pytest.raises(ValueError, match="'npu' is an Intel GPU/NPU, which only the openvino "
+                                         'backend drives; the torch backend'):
+        load_backend(models['checkpoint'], device='npu')
 
 
 def test_bench_device_cuda_without_cuda_is_one_line_and_cpu_runs(models, monkeypatch, capsys):

@@ -596,6 +596,37 @@ def test_bad_model_fails_configure_and_node_survives_for_a_retry(model, client, 
                       60, 'the mask after re-activation')
 
 
+def test_openvino_backend_in_the_node_and_its_device_error(model, client, run_node):
+    """backend: openvino: an absent Intel NPU fails configure; on the CPU outputs match offline."""
+    openvino = pytest.importorskip('openvino')
+    if 'NPU' in openvino.Core().available_devices:
+        pytest.skip('this machine has an Intel NPU: the refusal cannot be shown here')
+    node = run_node(model_path=str(model['onnx']), backend='openvino', device='npu',
+                    cameras=['cam0'], threads=1, max_frame_age_ms=20000.0,
+                    qos_reliability='reliable', qos_depth=5, overlay_alpha=ALPHA,
+                    diagnostics_period_s=0.2)
+    client.wait_diagnostics('node', lambda level, m, v: m.startswith('configure failed'), 60,
+                            'an ERROR status for the missing NPU')
+    assert "parameter 'device': device 'npu' needs an Intel NPU" in node.log()
+    set_parameter(client, 'device', 'cpu')
+    assert change_state(client, Transition.TRANSITION_CONFIGURE)
+    assert change_state(client, Transition.TRANSITION_ACTIVATE)
+    assert 'with the openvino backend' in node.log()
+    # The same backend, precision (auto) and thread count here: the same masks.
+    segmenter = Segmenter.from_file(model['onnx'], 'openvino', device='cpu', threads=1,
+                                    confidence=True)
+    client.subscribe('cam0')
+    publisher = client.publisher('/cam0/image_raw')
+    wait_matched(client, [publisher])
+    frame = frames_for(11)['cam0']
+    sent = {'cam0': header('cam0_optical_frame', stamp_now())}
+    publisher.publish(encoded_image_message(frame, 'rgb8', sent['cam0']))
+    wait_for_outputs(client, ['cam0'], sent)
+    road = [segmenter.class_names.index('road')]
+    check_outputs(client, 'cam0', sent['cam0'], frame, segmenter.segment(frame), segmenter,
+                  road, 'classes')
+
+
 def test_config_file_documents_every_parameter_with_its_default():
     """config/segment.yaml: every declared parameter, with the node's default, commented."""
     import yaml
@@ -639,7 +670,7 @@ def parameter_line(text, name):
     ('transport', 'jpeg', "parameter 'transport': expected one of 'raw', 'compressed', "
                           "got 'jpeg'"),
     ('backend', 'tflite', "parameter 'backend': expected one of 'auto', 'onnxruntime', "
-                          "'torch', 'tensorrt', got 'tflite'"),
+                          "'torch', 'tensorrt', 'openvino', got 'tflite'"),
     ('upsample', 'cubic', "parameter 'upsample': expected one of 'nearest', 'bilinear'"),
     ('qos_reliability', 'maybe', "parameter 'qos_reliability': expected one of "
                                  "'best_effort', 'reliable'"),
@@ -653,7 +684,8 @@ def parameter_line(text, name):
     ('cameras', ['front', 'front'], "parameter 'cameras': each camera may appear once"),
     ('cameras', [''], "parameter 'cameras': expected a non-empty list of non-empty strings"),
     ('model_path', '', "parameter 'model_path' is empty"),
-    ('device', 'gpu', "parameter 'device': expected 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    ('device', 'tpu', "parameter 'device': expected 'auto', 'cpu', 'cuda', 'cuda:N', 'gpu', "
+                      "'gpu:N' or 'npu', got 'tpu'"),
 ])
 def test_parameter_errors_name_the_parameter_and_allowed_values(name, value, message):
     from liteseg_ros.ros.node.parameters import PARAMETERS, ParameterError, validate_parameters

@@ -12,7 +12,11 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Framework-neutral inference: frames in, class masks out (ONNX Runtime, PyTorch, TensorRT)."""
+"""
+Framework-neutral inference: frames in, class masks out.
+
+Backends: ONNX Runtime, PyTorch, TensorRT and OpenVINO.
+"""
 
 from liteseg_ros.inference.backends import BACKENDS, load_backend
 from liteseg_ros.inference.model_files import ModelFileError, read_model_config

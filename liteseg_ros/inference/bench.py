@@ -23,6 +23,7 @@ import json
 import platform
 import time
 
+from liteseg_ros.inference.backends import BACKENDS
 from liteseg_ros.inference.segmenter import Segmenter
 import numpy as np
 
@@ -40,7 +41,7 @@ def summarize(samples_ms):
 def model_only_runner(backend):
     """Return a zero-argument callable running just the network, or None if unsupported."""
     height, width = backend.input_size
-    if backend.name == 'onnxruntime' and not backend.fused:
+    if backend.name in ('onnxruntime', 'openvino') and not backend.fused:
         x = np.random.default_rng(0).standard_normal((1, 3, height, width)).astype(np.float32)
         return lambda: backend.run_model_only(x)
     if backend.name == 'torch':
@@ -146,8 +147,7 @@ def format_report(report):
 def add_arguments(parser):
     """Add ``liteseg bench`` arguments to ``parser``."""
     parser.add_argument('model', help='checkpoint (.pt), ONNX model or TensorRT engine')
-    parser.add_argument('--backend', default='auto',
-                        choices=['auto', 'onnxruntime', 'torch', 'tensorrt'])
+    parser.add_argument('--backend', default='auto', choices=BACKENDS)
     parser.add_argument('--frame-size', default='2048x1024', help='source frames, WxH')
     parser.add_argument('--batch', type=int, default=1)
     parser.add_argument('--iterations', type=int, default=20)
@@ -156,7 +156,10 @@ def add_arguments(parser):
                         help='CPU inference threads (default 0: the backend default)')
     parser.add_argument('--device', default='auto',
                         help="'auto' (default: the GPU when the backend has one), 'cpu', "
-                             "'cuda' or 'cuda:N'")
+                             "'cuda' or 'cuda:N'; openvino: 'gpu', 'gpu:N', 'npu' (Intel)")
+    parser.add_argument('--precision', choices=['auto', 'f32', 'bf16'],
+                        help='openvino: inference precision (default auto: bf16 on a CPU with '
+                             'native bf16, else f32)')
     parser.add_argument('--fp16', action='store_true', help='torch on CUDA: half precision')
     parser.add_argument('--channels-last', action='store_true', help='torch: NHWC memory')
     parser.add_argument('--upsample', choices=['nearest', 'bilinear'], default='nearest')
@@ -169,6 +172,11 @@ def run(args):
 
     width, height = (int(v) for v in args.frame_size.lower().split('x'))
     options = {}
+    if args.precision:
+        if args.backend != 'openvino':
+            raise ValueError('--precision is an openvino option (use --backend openvino); '
+                             'other backends run the precision of the model file')
+        options['precision'] = args.precision
     if args.fp16:
         options['fp16'] = True
     if args.channels_last:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import math
 
 from liteseg_ros.inference import BACKENDS, UPSAMPLE_MODES
+from liteseg_ros.inference.backends import check_device
 from liteseg_ros.inference.drivable import DRIVABLE_MODES
 from liteseg_ros.ros.node.errors import ParameterError
 from liteseg_ros.ros.node.grid_parameters import (check_grid_parameter, GRID_PARAMETERS,
@@ -40,8 +41,9 @@ PARAMETERS = {
     'cameras': (['camera'], 'string[]: camera namespaces; C/image_raw in, C/segmentation/* out'),
     'transport': ('raw', "string: 'raw' (C/image_raw) or 'compressed' (C/image_raw/compressed)"),
     'model_path': ('', 'string: checkpoint (.pt), ONNX (.onnx) or TensorRT engine (.engine)'),
-    'backend': ('auto', "string: 'auto', 'onnxruntime', 'torch' or 'tensorrt'"),
-    'device': ('auto', "string: 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    'backend': ('auto', "string: 'auto', 'onnxruntime', 'torch', 'tensorrt' or 'openvino'"),
+    'device': ('auto', "string: 'auto', 'cpu', 'cuda', 'cuda:N'; openvino: 'gpu', 'gpu:N', "
+                       "'npu'"),
     'threads': (0, 'int: CPU inference threads (0: the backend default)'),
     'upsample': ('nearest', "string: 'nearest' (fast) or 'bilinear' (exact) mask upsampling"),
     'qos_reliability': ('best_effort', "string: input QoS, 'best_effort' or 'reliable'"),
@@ -187,12 +189,11 @@ def _model_path(value):
 
 
 def _device(value):
-    if not isinstance(value, str) or not (
-            value in ('auto', 'cpu', 'cuda') or (value.startswith('cuda:')
-                                                 and value[5:].isdigit())):
-        raise ParameterError(f"parameter 'device': expected 'auto', 'cpu', 'cuda' or 'cuda:N', "
-                             f'got {value!r}')
-    return value
+    try:
+        return check_device(value)
+    except ValueError:
+        raise ParameterError("parameter 'device': expected 'auto', 'cpu', 'cuda', 'cuda:N', "
+                             f"'gpu', 'gpu:N' or 'npu', got {value!r}") from None
 
 
 def _bool(name, value):

@@ -1,0 +1,184 @@
+# Copyright 2026 The liteseg_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+OpenVINO backend: the exported ONNX models on Intel/AMD CPUs, Intel GPUs and NPUs.
+
+It runs the same files as ONNX Runtime (fp32 and int8 QDQ), fused in memory the same way
+(uint8 NHWC input, in-graph normalisation and ArgMax). ``precision`` is OpenVINO's inference
+precision for the float parts: 'bf16' halves the CPU time where the CPU has native bf16
+(AVX-512 BF16, AMX) and needs no calibration. What the device cannot do is refused, never
+replaced: OpenVINO itself would silently run bf16 as f32 on a CPU without it.
+"""
+
+import logging
+
+from liteseg_ros.inference.backends import DeviceUnavailable, import_openvino
+from liteseg_ros.inference.backends.base import Backend, check_batch, check_classes
+from liteseg_ros.inference.model_files import (check_fused_outputs, load_onnx, ModelFileError,
+                                               onnx_metadata)
+from liteseg_ros.inference.onnx_graph import (CONFIDENCE_OUTPUT, LABELS_OUTPUT, LOGITS_OUTPUT,
+                                              wrap_pre_post)
+import numpy as np
+
+LOG = logging.getLogger(__name__)
+PRECISIONS = ('auto', 'f32', 'bf16')
+#: The OPTIMIZATION_CAPABILITIES entry a device reports for each explicit precision.
+_CAPABILITY = {'f32': 'FP32', 'bf16': 'BF16'}
+
+
+class PrecisionUnavailable(DeviceUnavailable):
+    """The inference precision asked for is not native on the device."""
+
+
+def device_precision(core, device, precision='auto'):
+    """
+    Return the inference precision to compile for: 'f32', 'bf16' or None (the device's own).
+
+    'auto' is bf16 on a CPU that OpenVINO reports native bf16 for, f32 on other CPUs, and the
+    device's default elsewhere (GPUs: f16). 'f32' and 'bf16' must be among the device's
+    optimization capabilities.
+
+    :raises ValueError: an unknown precision word.
+    :raises PrecisionUnavailable: the device lacks the precision asked for.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f'openvino precision must be one of {PRECISIONS}, got {precision!r}')
+    capabilities = core.get_property(device, 'OPTIMIZATION_CAPABILITIES')
+    if precision == 'auto':
+        if not device.startswith('CPU'):
+            return None
+        return 'bf16' if 'BF16' in capabilities else 'f32'
+    if _CAPABILITY[precision] not in capabilities:
+        name = core.get_property(device, 'FULL_DEVICE_NAME')
+        raise PrecisionUnavailable(
+            f'precision {precision!r} is not native on OpenVINO device {device} ({name}), whose '
+            f'capabilities are {list(capabilities)}; use precision auto or f32')
+    return precision
+
+
+class OpenVinoBackend(Backend):
+    """
+    Runs an exported liteseg ONNX model with OpenVINO; plain logits models are fused in memory.
+
+    One compiled model per requested output (and, for dynamic-batch models, per batch size),
+    compiled for latency: one stream, ``threads`` inference threads on a CPU.
+    """
+
+    name = 'openvino'
+
+    def __init__(self, path, device='CPU', precision='auto', threads=None):
+        """
+        Load ``path`` for OpenVINO ``device`` ('CPU', 'GPU', 'GPU.N', 'NPU').
+
+        ``precision``: 'auto', 'f32' or 'bf16' (``device_precision``); ``threads``: CPU
+        inference threads (None: OpenVINO's default). ``load_backend`` maps a device name.
+        """
+        self.path = str(path)
+        self._core = import_openvino().Core()
+        self._model = load_onnx(path)
+        self.config, self.io = onnx_metadata(self._model, path)
+        self.input_size = (int(self.io['height']), int(self.io['width']))
+        batch = self.io.get('batch', 1)
+        self.batch_size = None if batch == 'dynamic' else int(batch)
+        self.fused = self.io.get('layout') == 'nhwc_uint8'
+        self.device = device
+        self.precision = device_precision(self._core, device, precision)
+        self.properties = {'PERFORMANCE_HINT': 'LATENCY', 'NUM_STREAMS': 1}
+        if self.precision:
+            self.properties['INFERENCE_PRECISION_HINT'] = self.precision
+        if threads and device.startswith('CPU'):
+            self.properties['INFERENCE_NUM_THREADS'] = int(threads)
+        self._requests = {}
+        self._check_outputs()
+
+    def _check_outputs(self):
+        output = self._model.graph.output[0]
+        dims = [d.dim_value for d in output.type.tensor_type.shape.dim]
+        if output.name == LOGITS_OUTPUT:
+            check_classes(self.path, dims[1], self.config)
+
+    def describe(self):
+        """Return the one-line description, with the inference precision."""
+        precision = self.precision or 'device default'
+        return f'{super().describe()}, OpenVINO {precision}'
+
+    def _compile(self, model, batch=None):
+        """
+        Return an infer request of ONNX ``model`` compiled for this device.
+
+        ``batch``: the batch size a dynamic-batch input is fixed to (static shapes run faster).
+        """
+        ov_model = self._core.read_model(model.SerializeToString())
+        port = ov_model.inputs[0]
+        if batch is not None and port.get_partial_shape().is_dynamic:
+            shape = port.get_partial_shape()
+            shape[0] = batch
+            ov_model.reshape({port.get_any_name(): shape})
+        compiled = self._core.compile_model(ov_model, self.device, self.properties)
+        if self.precision:
+            # OpenVINO may quietly lower a hint it cannot honour: check what it compiled.
+            got = compiled.get_property('INFERENCE_PRECISION_HINT').get_type_name()
+            if got != self.precision:
+                raise PrecisionUnavailable(f'OpenVINO compiled {self.path} for {self.device} in '
+                                           f'{got}, not the {self.precision} asked for')
+        return compiled.create_infer_request()
+
+    def request(self, output='labels', confidence=False, batch=None):
+        """Return (cached) the infer request producing ``output`` (+ confidence)."""
+        key = (output, confidence, batch)
+        if key not in self._requests:
+            if self.fused:
+                check_fused_outputs(self.path, self.io, output, confidence, self.name)
+                model = self._model
+            else:
+                model = wrap_pre_post(self._model, self.config['mean'], self.config['std'],
+                                      output, confidence)
+            self._requests[key] = self._compile(model, batch)
+        return self._requests[key]
+
+    def _infer(self, request, names, images):
+        results = request.infer({0: images}, share_inputs=True)
+        by_name = {port.get_any_name(): value for port, value in results.items()}
+        return [by_name[name] for name in names]
+
+    def run(self, images, output='labels', confidence=False):
+        """Run on uint8 NHWC ``images`` at the model size; return a dict of numpy arrays."""
+        check_batch(self, images)
+        names = [LABELS_OUTPUT if output == 'labels' else LOGITS_OUTPUT]
+        if confidence:
+            names.append(CONFIDENCE_OUTPUT)
+        images = np.ascontiguousarray(images)
+        if self.batch_size not in (None, len(images)):
+            # A fixed-batch model: run frame by frame.
+            request = self.request(output, confidence)
+            parts = [self._infer(request, names, images[i:i + 1]) for i in range(len(images))]
+            values = [np.concatenate(p) for p in zip(*parts)]
+        else:
+            batch = len(images) if self.batch_size is None else None
+            values = self._infer(self.request(output, confidence, batch), names, images)
+        return dict(zip(('labels' if output == 'labels' else 'logits', 'confidence'), values))
+
+    def run_model_only(self, normalised):
+        """Run the bare logits graph on float NCHW input (benchmarks)."""
+        if self.fused:
+            raise ModelFileError(f'{self.path}: a fused model has no float input')
+        batch = len(normalised) if self.batch_size is None else None
+        key = ('raw', batch)
+        if key not in self._requests:
+            self._requests[key] = self._compile(self._model, batch)
+        return self._infer(self._requests[key], [LOGITS_OUTPUT], normalised)[0]
+
+
+__all__ = ['device_precision', 'OpenVinoBackend', 'PRECISIONS', 'PrecisionUnavailable']
