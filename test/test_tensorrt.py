@@ -22,7 +22,7 @@ Three kinds of tests:
 - the build / cache / load / run code paths against a stand-in ``tensorrt`` module whose
   "engine" runs the parsed ONNX graph with ONNX Runtime on host memory: run everywhere. It
   checks the plumbing (buffers, batching, sidecars, caches, error paths) and TensorRT's
-  documented UINT8 rule, not TensorRT itself;
+  documented rules for UINT8 casts and for optimisation profiles, not TensorRT itself;
 - ``tensorrt`` + ``gpu`` tests with the real TensorRT on a CUDA GPU: skipped elsewhere.
 """
 
@@ -366,6 +366,37 @@ ONNX_TO_TRT = {TensorProto.FLOAT: 'float', TensorProto.FLOAT16: 'half',
                TensorProto.INT32: 'int32'}
 
 
+def dims(value):
+    """Return an ONNX value's shape as TensorRT sees it: -1 for a dynamic dimension."""
+    return [d.dim_value if d.dim_value else -1 for d in value.type.tensor_type.shape.dim]
+
+
+def profile_rule_violations(model, profiles):
+    """
+    Return how ``profiles`` [{input: {'min', 'opt', 'max'}}] break TensorRT's build rules.
+
+    The rules of IOptimizationProfile.set_shape and IBuilderConfig.add_optimization_profile
+    (tensorrt-stubs docstrings) that need the network: a network with a dynamic input needs at
+    least one profile; every profile sets every dynamic input; each shape set has the input's
+    rank and equals its fixed dimensions.
+    """
+    inputs = {value.name: dims(value) for value in model.graph.input}
+    dynamic = [name for name, shape in inputs.items() if -1 in shape]
+    if dynamic and not profiles:
+        return [f'network has dynamic inputs {dynamic} but no optimization profile']
+    broken = []
+    for index, profile in enumerate(profiles):
+        broken += [f'profile {index} lacks dynamic input {name}' for name in dynamic
+                   if name not in profile]
+        for name, shapes in profile.items():
+            real = inputs.get(name)
+            for key, shape in shapes.items():
+                if real is not None and (len(shape) != len(real) or any(
+                        r not in (-1, v) for r, v in zip(real, shape))):
+                    broken.append(f'profile {index} {key} {shape} does not fit {name} {real}')
+    return broken
+
+
 def make_fake_tensorrt(version='10.9.0.34'):
     """
     Return a module with the slice of the TensorRT Python API the code uses.
@@ -394,9 +425,6 @@ def make_fake_tensorrt(version='10.9.0.34'):
             pass
 
     trt.ILogger = trt.IProgressMonitor = Base
-
-    def dims(value):
-        return [d.dim_value if d.dim_value else -1 for d in value.type.tensor_type.shape.dim]
 
     class Network:
         """The network the parser fills: here, the parsed ONNX model."""
@@ -427,10 +455,17 @@ def make_fake_tensorrt(version='10.9.0.34'):
             return f'UINT8 cast not supported: {self.errors[i]}'
 
     class Profile:
-        """IOptimizationProfile."""
+        """IOptimizationProfile: set_shape checks what it can without the network."""
+
+        def __init__(self):
+            self.shapes = {}
 
         def set_shape(self, name, low, opt, high):
-            self.shapes = {'name': name, 'min': list(low), 'opt': list(opt), 'max': list(high)}
+            low, opt, high = list(low), list(opt), list(high)
+            if not (len(low) == len(opt) == len(high) and all(
+                    0 <= a <= b <= c for a, b, c in zip(low, opt, high))):
+                raise ValueError(f'{name}: not 0 <= min <= opt <= max: {low} {opt} {high}')
+            self.shapes[name] = {'min': low, 'opt': opt, 'max': high}
 
     class TimingCache:
         """ITimingCache."""
@@ -452,7 +487,10 @@ def make_fake_tensorrt(version='10.9.0.34'):
             assert pool == 'workspace' and size > 0
 
         def add_optimization_profile(self, profile):
+            if not profile.shapes:
+                return -1
             self.profiles.append(profile.shapes)
+            return len(self.profiles) - 1
 
         def create_timing_cache(self, data):
             return TimingCache(data)
@@ -477,12 +515,14 @@ def make_fake_tensorrt(version='10.9.0.34'):
             return Profile()
 
         def build_serialized_network(self, network, config):
+            broken = profile_rule_violations(network.model, config.profiles)
+            for message in broken:
+                self.logger.log(1, message)
+            if broken:
+                return None
             graph_input = network.model.graph.input[0]
             shape = dims(graph_input)
-            if -1 in shape and not config.profiles:
-                self.logger.log(1, 'dynamic input without an optimization profile')
-                return None
-            profile = config.profiles[0] if config.profiles else {
+            profile = config.profiles[0][graph_input.name] if config.profiles else {
                 'min': shape, 'opt': shape, 'max': shape}
             monitor = config.progress_monitor
             monitor.phase_start('Building engine', None, 2)
@@ -637,6 +677,62 @@ def test_dynamic_engine_runs_in_profile_sized_chunks(models, fake_trt, tmp_path)
     batch = frames(5, seed=3)
     np.testing.assert_array_equal(backend.run(batch)['labels'],
                                   OnnxRuntimeBackend(models['dynamic']).run(batch)['labels'])
+
+
+def test_dynamic_export_built_for_batch_1_has_a_profile_and_runs(models, fake_trt, tmp_path):
+    # One camera: a dynamic-batch export built for batch 1 (profile min == max) still has a
+    # dynamic input, which TensorRT builds only with an optimisation profile.
+    engine = build_engine(models['dynamic'], tmp_path / 'one.engine', batch=1)
+    info = read_sidecar(engine)
+    assert info['input_shape'] == [-1, 128, 256, 3]
+    assert info['profile']['min'] == info['profile']['max'] == [1, 128, 256, 3]
+    backend = TensorRTBackend(engine)
+    assert backend.batch_size is None
+    batch = frames(3, seed=11)
+    np.testing.assert_array_equal(backend.run(batch)['labels'],
+                                  OnnxRuntimeBackend(models['dynamic']).run(batch)['labels'])
+    # The same through the cache, as the node loads a dynamic export for one camera.
+    cached = TensorRTBackend(models['dynamic'], cache_dir=tmp_path / 'cache', batch=1)
+    assert read_sidecar(cached.engine_path)['profile']['max'] == [1, 128, 256, 3]
+
+
+def test_the_stand_in_refuses_the_profiles_tensorrt_refuses(models, fake_trt):
+    logger = runtime.trt_logger()
+    dynamic, _, _ = tensorrt_onnx(models['dynamic'])
+    fixed, _, _ = tensorrt_onnx(models['onnx'])
+    name = dynamic.graph.input[0].name
+    one, four = [1, 128, 256, 3], [4, 128, 256, 3]
+
+    def build(model, *shapes_by_input):
+        builder = fake_trt.Builder(logger)
+        network = builder.create_network(1 << 1)
+        assert fake_trt.OnnxParser(network, logger).parse(model.SerializeToString())
+        config = builder.create_builder_config()
+        config.progress_monitor = trt_build._make_progress_monitor(False)
+        for shapes in shapes_by_input:
+            profile = builder.create_optimization_profile()
+            for input_name, (low, opt, high) in shapes.items():
+                profile.set_shape(input_name, low, opt, high)
+            assert config.add_optimization_profile(profile) == len(config.profiles) - 1
+        logger.take_errors()
+        return builder.build_serialized_network(network, config)
+
+    assert build(dynamic) is None
+    assert 'dynamic inputs' in logger.take_errors()
+    assert build(dynamic, {'other': (one, one, one)}) is None
+    assert f'lacks dynamic input {name}' in logger.take_errors()
+    low = [1, 64, 256, 3]  # not the network's height
+    assert build(dynamic, {name: (low, low, low)}) is None
+    assert 'does not fit' in logger.take_errors()
+    assert build(dynamic, {name: (one, one, one)}) is not None
+    assert build(dynamic, {name: (one, one, four)}) is not None
+    assert build(fixed) is not None  # no dynamic input: a profile is optional
+    assert build(fixed, {name: (one, one, one)}) is not None
+    assert build(fixed, {name: (one, one, four)}) is None  # a fixed batch of 1, not 1..4
+    with pytest.raises(ValueError, match='min <= opt <= max'):
+        fake_trt.Builder(logger).create_optimization_profile().set_shape(name, four, one, four)
+    empty = fake_trt.Builder(logger).create_optimization_profile()
+    assert fake_trt.Builder(logger).create_builder_config().add_optimization_profile(empty) == -1
 
 
 def test_onnx_model_builds_once_then_loads_from_the_cache(models, fake_trt, tmp_path):

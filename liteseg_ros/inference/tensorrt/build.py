@@ -243,7 +243,7 @@ def build_engine(onnx_path, engine_path, precision=None, workspace_gb=4, timing_
         'tensorrt_version': running['tensorrt_version'], 'gpu_name': running['gpu_name'],
         'compute_capability': running['compute_capability'], 'precision': precision,
         'int8_scheme': scheme, 'onnx_sha256': onnx_sha256, 'onnx_file': str(onnx_path),
-        'input_shape': [-1 if shapes['min'] != shapes['max'] else shapes['min'][0]]
+        'input_shape': [-1 if io['batch'] == 'dynamic' else shapes['min'][0]]
         + shapes['min'][1:],
         'profile': shapes, 'engine_sha256': hashlib.sha256(data).hexdigest(),
     }
@@ -298,13 +298,16 @@ def _parse(builder: 'tensorrt.Builder', logger: 'tensorrt.ILogger', model, onnx_
 
 
 def _builder_config(builder: 'tensorrt.Builder', shapes, workspace_gb):
-    """Return the builder config: workspace and the shape profile (no precision flags)."""
+    """Return the builder config: workspace and the input's shape profile (no precision flags)."""
     trt = import_tensorrt()
     builder_config = builder.create_builder_config()
     builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE,
                                          int(workspace_gb * (1 << 30)))
-    if shapes['min'] != shapes['max']:
-        profile = builder.create_optimization_profile()
-        profile.set_shape(shapes['input'], shapes['min'], shapes['opt'], shapes['max'])
-        builder_config.add_optimization_profile(profile)
+    # TensorRT refuses a dynamic input without a profile, even one of min == max (a dynamic
+    # export built for batch 1), and takes one equal to a fixed input's shape: always add it.
+    profile = builder.create_optimization_profile()
+    profile.set_shape(shapes['input'], shapes['min'], shapes['opt'], shapes['max'])
+    if builder_config.add_optimization_profile(profile) < 0:
+        raise RuntimeError(f'TensorRT {trt.__version__} refused the optimisation profile '
+                           f'{shapes}: min <= opt <= max must hold in every dimension')
     return builder_config
