@@ -37,6 +37,7 @@ data_files = [
     ('share/' + package_name, ['package.xml']),
     _share('launch', '*.launch.py'),
     _share('config', '*.yaml'),
+    _share('config', '*.xml'),
 ]
 
 setup(

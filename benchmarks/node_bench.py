@@ -25,7 +25,6 @@ import os
 from pathlib import Path
 import random
 import subprocess
-import tempfile
 import time
 
 from bench_models import default_model  # noqa: F401 (the node benchmarks import it here)
@@ -44,70 +43,25 @@ def machine():
     return '%s (%s, %d CPUs); load average %s' % (model, widest_avx(flags), os.cpu_count(), load)
 
 
-# Fast DDS 2.x (Jazzy): its LARGE_DATA shared-memory segment is too small for a 6 MB frame,
-# which then goes over TCP/UDP and is mostly lost with best effort (3-73 of 240 frames at 30 Hz
-# in 8 s, measured here). A 64 MiB shared-memory segment (and message size) delivers all of
-# them (240 of 240). UDPv4 stays for discovery and other hosts. Fast DDS 3 (Kilted) is left
-# alone: its LARGE_DATA delivers them.
-FAST_DDS_2_PROFILES = """<?xml version="1.0" encoding="UTF-8"?>
-<profiles xmlns="http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles">
-  <transport_descriptors>
-    <transport_descriptor>
-      <transport_id>liteseg_shm</transport_id>
-      <type>SHM</type>
-      <segment_size>67108864</segment_size>
-      <port_queue_capacity>512</port_queue_capacity>
-      <maxMessageSize>67108864</maxMessageSize>
-    </transport_descriptor>
-    <transport_descriptor>
-      <transport_id>liteseg_udp</transport_id>
-      <type>UDPv4</type>
-    </transport_descriptor>
-  </transport_descriptors>
-  <participant profile_name="liteseg_large_shm" is_default_profile="true">
-    <rtps>
-      <userTransports>
-        <transport_id>liteseg_shm</transport_id>
-        <transport_id>liteseg_udp</transport_id>
-      </userTransports>
-      <useBuiltinTransports>false</useBuiltinTransports>
-    </rtps>
-  </participant>
-</profiles>
-"""
-
-
-def fast_dds_major():
-    """Return the major version of the installed Fast DDS (2: Jazzy, 3: Kilted), or None."""
-    from importlib import metadata
-
-    for dist in ('ros_fastdds', 'ros_fastrtps'):
-        try:
-            return int(metadata.version(dist).split('.')[0])
-        except (metadata.PackageNotFoundError, ValueError):
-            continue
-    distro = os.environ.get('ROS_DISTRO', '')
-    return 2 if distro in ('humble', 'iron', 'jazzy') else 3 if distro else None
-
-
 def prepare_dds():
     """
     Set up this process (and the node it starts, which inherits the environment) for DDS.
 
     The node's allocator settings (see segment_node), Fast DDS's LARGE_DATA transports (on
-    Fast DDS 2, Jazzy, a profiles file with a 64 MiB shared-memory segment instead, unless a
-    profiles file is set: see FAST_DDS_2_PROFILES), and a random ``ROS_DOMAIN_ID`` that keeps
-    other nodes out (unless one is set).
+    Fast DDS 2, Jazzy, the shipped ``config/fastdds_large_frames.xml`` instead, unless a
+    profiles file is set: its LARGE_DATA shared-memory segment is too small for a 6 MB frame,
+    which then goes over TCP/UDP and is mostly lost with best effort, 3-73 of 240 frames at
+    30 Hz in 8 s, against 240 of 240 with the profile), and a random ``ROS_DOMAIN_ID`` that
+    keeps other nodes out (unless one is set).
     """
+    from liteseg_ros.ros.dds import large_frames_by_default, large_frames_profile, PROFILES_ENV
     from liteseg_ros.ros.segment_node import keep_large_buffers_in_heap
 
     keep_large_buffers_in_heap()
     os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
-    if fast_dds_major() == 2 and not (os.environ.get('FASTRTPS_DEFAULT_PROFILES_FILE')
-                                      or os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE')):
-        profiles = Path(tempfile.gettempdir()) / 'liteseg_fastdds2_large_shm.xml'
-        profiles.write_text(FAST_DDS_2_PROFILES)
-        os.environ['FASTRTPS_DEFAULT_PROFILES_FILE'] = str(profiles)
+    if large_frames_by_default() and not (os.environ.get(PROFILES_ENV)
+                                          or os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE')):
+        os.environ[PROFILES_ENV] = str(large_frames_profile())
     os.environ.setdefault('ROS_DOMAIN_ID', str(random.Random(os.getpid()).randint(120, 200)))
 
 

@@ -37,7 +37,7 @@ machine a burst of other work can hit a single round.
 Frames are published pre-serialised (only the stamp is patched), so the publisher costs this
 process little CPU; the node deserialises each one for real. Fast DDS uses the LARGE_DATA
 transports (on Fast DDS 2, Jazzy, a profiles file with a 64 MiB shared-memory segment, without
-which best effort loses most frames: node_bench.FAST_DDS_2_PROFILES; a profiles file set in the
+which best effort loses most frames: config/fastdds_large_frames.xml; a profiles file set in the
 environment is kept); ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` is removed from the
 environment of both processes, because with it Fast DDS sends over UDP loopback and loses
 most best-effort frames of this size (measured here). A random ``ROS_DOMAIN_ID`` keeps other

@@ -18,11 +18,16 @@ Launch segment_node (a lifecycle node that configures and activates itself).
     ros2 launch liteseg_ros segment.launch.py model_path:=/path/pp_liteseg_t.onnx
     ros2 launch liteseg_ros segment.launch.py config:=my.yaml cameras:=front,rear
     ros2 launch liteseg_ros segment.launch.py namespace:=car use_sim_time:=true log_level:=debug
+    ros2 launch liteseg_ros segment.launch.py model_path:=pp_liteseg_t_cityscapes_0.5
 
 Arguments: ``config`` (parameters file; default: the installed config/segment.yaml),
 ``model_path`` and ``cameras`` (override the file when not empty; cameras as ``front,rear``
-or ``[front, rear]``), ``namespace`` (of the node, and so of relative camera topics),
-``use_sim_time`` and ``log_level``.
+or ``[front, rear]``; a zoo name of ``liteseg weights list`` is a model too),
+``namespace`` (of the node, and so of relative camera topics), ``use_sim_time``,
+``log_level`` and ``large_frames`` (true: the node's Fast DDS reads the shipped
+config/fastdds_large_frames.xml through FASTRTPS_DEFAULT_PROFILES_FILE; default true with
+Fast DDS 2, i.e. Jazzy; the camera driver's process needs the same file, see
+docs/troubleshooting.md).
 """
 
 import os
@@ -32,6 +37,7 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
+from liteseg_ros.ros.dds import large_frames_by_default, large_frames_profile, PROFILES_ENV
 
 LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'fatal']
 
@@ -50,10 +56,14 @@ def _node(context):
     cameras = parse_cameras(value('cameras'))
     if cameras:
         overrides['cameras'] = cameras
+    environment = {}
+    if value('large_frames').lower() == 'true':
+        environment[PROFILES_ENV] = str(large_frames_profile())
     return [LifecycleNode(
         package='liteseg_ros', executable='segment_node', name='segment_node',
         namespace=value('namespace'), parameters=[value('config'), overrides],
-        arguments=['--ros-args', '--log-level', value('log_level')], output='screen')]
+        arguments=['--ros-args', '--log-level', value('log_level')], output='screen',
+        additional_env=environment)]
 
 
 def generate_launch_description():
@@ -64,8 +74,8 @@ def generate_launch_description():
         DeclareLaunchArgument('config', default_value=default_config,
                               description='parameters file of segment_node'),
         DeclareLaunchArgument('model_path', default_value='',
-                              description='model file (.pt, .onnx, .engine); overrides the '
-                                          'config when not empty'),
+                              description='model file (.pt, .onnx, .engine) or zoo name; '
+                                          'overrides the config when not empty'),
         DeclareLaunchArgument('cameras', default_value='',
                               description='camera namespaces, e.g. front,rear; overrides the '
                                           'config when not empty'),
@@ -76,5 +86,11 @@ def generate_launch_description():
                               description='use /clock (rosbag replay)'),
         DeclareLaunchArgument('log_level', default_value='info', choices=LOG_LEVELS,
                               description='logging level of the node'),
+        DeclareLaunchArgument('large_frames',
+                              default_value='true' if large_frames_by_default() else 'false',
+                              choices=['true', 'false'],
+                              description='Fast DDS profile for large frames (64 MiB shared '
+                                          'memory) for the node; default true with Fast DDS 2 '
+                                          '(Jazzy). Give the camera driver the same file.'),
         OpaqueFunction(function=_node),
     ])
