@@ -51,7 +51,8 @@ import tempfile
 import time
 
 from bench_models import default_model
-from liteseg_ros.bags.fleet import FleetRequest, run_fleet
+from liteseg_ros.bags.fleet import run_fleet
+from liteseg_ros.bags.fleet_bag import FleetRequest
 from liteseg_ros.bags.rosbag import BagWriter, header, image_message
 from liteseg_ros.inference.bench import cpu_info, machine_description, widest_avx
 from liteseg_ros.sample_images import make_street_scene

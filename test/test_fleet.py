@@ -26,7 +26,7 @@ import sys
 
 from fleet_bags import (CallHook, drive_frames, IMAGE_TOPIC, LABEL_TOPIC, NUM_CLASSES, truncate,
                         write_drive)
-from liteseg_ros.bags import fleet
+from liteseg_ros.bags import fleet, fleet_bag
 from liteseg_ros.bags.evaluation import evaluate_bag
 from liteseg_ros.bags.report import format_summary
 from liteseg_ros.cli import main as liteseg_main
@@ -86,7 +86,7 @@ def check_fleet_summary(out, drives, resumed=0):
     np.testing.assert_array_equal(summed, bincount_matrix(drives['frames'][0]
                                                           + drives['frames'][1]))
     # Latency percentiles of all frames' samples, not an average of per-bag percentiles.
-    samples = np.concatenate([np.load(out / f'drive{i}' / fleet.SAMPLES_FILE)['latency_ms']
+    samples = np.concatenate([np.load(out / f'drive{i}' / fleet_bag.SAMPLES_FILE)['latency_ms']
                               for i in range(2)])
     assert len(samples) == 2 * FRAMES
     assert summary['latency_ms']['p95'] == round(float(np.percentile(samples, 95)), 3)
@@ -104,7 +104,7 @@ def check_fleet_summary(out, drives, resumed=0):
         assert (out / name).stat().st_size > 1000
     for i in range(2):
         assert {'summary.json', 'bag', 'contact_sheet.png', 'confusion_matrix.png',
-                fleet.RESULT_FILE} <= {p.name for p in (out / f'drive{i}').iterdir()}
+                fleet_bag.RESULT_FILE} <= {p.name for p in (out / f'drive{i}').iterdir()}
     return summary
 
 
@@ -139,8 +139,8 @@ class Interrupting:
 
 def interrupted_run(drives, out):
     """Run the three drives with Ctrl-C during the second bag; return the summary."""
-    request = fleet.FleetRequest([IMAGE_TOPIC], [LABEL_TOPIC], model=str(drives['model']),
-                                 threads=1)
+    request = fleet_bag.FleetRequest([IMAGE_TOPIC], [LABEL_TOPIC],
+                                     model=str(drives['model']), threads=1)
     lines = []
     summary = fleet.run_fleet(drives['bags'], out, request, progress=False, log=lines.append,
                               make_segmenter=Interrupting(FRAMES + 2))
@@ -150,21 +150,26 @@ def interrupted_run(drives, out):
     assert written['interrupted'] is True
     assert written['bags']['ok'] == 1 and written['frames'] == FRAMES
     assert written['not_done_bags'] == [str(b) for b in drives['bags'][1:]]
-    assert (out / 'drive0' / fleet.RESULT_FILE).is_file()
-    assert not (out / 'drive1' / fleet.RESULT_FILE).exists()
+    assert (out / 'drive0' / fleet_bag.RESULT_FILE).is_file()
+    assert not (out / 'drive1' / fleet_bag.RESULT_FILE).exists()
     return summary
 
 
 def test_resume_after_interrupt_evaluates_only_the_missing_bags(drives, tmp_path, capsys):
     out = tmp_path / 'out'
     interrupted_run(drives, out)
-    first = (out / 'drive0' / fleet.RESULT_FILE).stat().st_mtime_ns
+    first = (out / 'drive0' / fleet_bag.RESULT_FILE).stat().st_mtime_ns
     code = liteseg_main(['bag-eval'] + [str(b) for b in drives['bags']] + [
         '--output', str(out), '--resume'] + topic_args(drives['model']))
     assert code == 1
     assert '1 of 3 bags have complete results; evaluating 2' in capsys.readouterr().out
-    assert (out / 'drive0' / fleet.RESULT_FILE).stat().st_mtime_ns == first
-    check_fleet_summary(out, drives, resumed=1)
+    assert (out / 'drive0' / fleet_bag.RESULT_FILE).stat().st_mtime_ns == first
+    summary = check_fleet_summary(out, drives, resumed=1)
+    # This run's rates leave out drive0, evaluated before: drive1 is its one ok bag.
+    assert summary['frames'] == 2 * FRAMES and summary['wall_s'] > 0
+    # wall_s is written rounded to 1 ms: the rates agree to that (counting drive0: 2x).
+    assert summary['wall_fps'] == pytest.approx(FRAMES / summary['wall_s'], rel=1e-3)
+    assert summary['bags_per_min'] == pytest.approx(60 / summary['wall_s'], rel=1e-3)
 
 
 def test_bag_lists_globs_and_folder_names(tmp_path):
@@ -181,10 +186,10 @@ def test_bag_lists_globs_and_folder_names(tmp_path):
     assert names[1] == 'b'
     assert names[0].startswith('a-') and names[2].startswith('a-') and names[0] != names[2]
     assert fleet.bag_names([bags[2], bags[0]]) == [names[2], names[0]]  # order-independent
-    with pytest.raises(fleet.FleetError, match='no bag matches'):
+    with pytest.raises(fleet_bag.FleetError, match='no bag matches'):
         fleet.expand_bags([str(tmp_path / 'nothing*')])
     (tmp_path / 'empty.txt').write_text('# none\n')
-    with pytest.raises(fleet.FleetError, match='names no bag'):
+    with pytest.raises(fleet_bag.FleetError, match='names no bag'):
         fleet.expand_bags([str(tmp_path / 'empty.txt')])
 
 
@@ -275,12 +280,12 @@ def test_bag_damaged_mid_way_fails_and_stays_out_of_the_figures(drives, tmp_path
     data = bytearray(db3.read_bytes())
     data[len(data) // 2:len(data) // 2 + 5000] = b'\x13' * 5000  # overwrite pages mid-file
     db3.write_bytes(data)
-    request = fleet.FleetRequest([IMAGE_TOPIC], [LABEL_TOPIC], model=str(drives['model']),
-                                 threads=1)
+    request = fleet_bag.FleetRequest([IMAGE_TOPIC], [LABEL_TOPIC],
+                                     model=str(drives['model']), threads=1)
     summary = fleet.run_fleet(bags, tmp_path / 'out', request, progress=False,
                               log=lambda text: None)
     assert fleet.exit_code(summary) == 1
-    damaged = json.loads((tmp_path / 'out' / 'damaged' / fleet.RESULT_FILE).read_text())
+    damaged = json.loads((tmp_path / 'out' / 'damaged' / fleet_bag.RESULT_FILE).read_text())
     assert damaged['status'] == 'failed' and 'cannot be read to the end' in damaged['error']
     assert 0 < damaged['frames'] < 5 * FRAMES  # partial results, kept in its folder only
     assert summary['frames'] == FRAMES
@@ -298,18 +303,22 @@ def test_worker_defaults_for_cpu_and_gpu_clusters():
         def cluster_resources(self):
             return self.resources
 
-    request = fleet.FleetRequest([IMAGE_TOPIC], model='m.onnx')
+    request = fleet_bag.FleetRequest([IMAGE_TOPIC], model='m.onnx')
     cpu = FakeRay({'CPU': 16.0})
     workers, shaped, options = fleet_ray.worker_shape(cpu, request, 0)
     assert (workers, shaped.threads, options) == (16, 1, {'num_cpus': 1})
-    threads4 = fleet.FleetRequest([IMAGE_TOPIC], model='m.onnx', threads=4)
+    threads4 = fleet_bag.FleetRequest([IMAGE_TOPIC], model='m.onnx', threads=4)
     assert fleet_ray.worker_shape(cpu, threads4, 0)[0] == 4
     assert fleet_ray.worker_shape(cpu, request, 3)[0] == 3
     gpu = FakeRay({'CPU': 32.0, 'GPU': 2.0})
     workers, shaped, options = fleet_ray.worker_shape(gpu, request, 0)
     assert (workers, options['num_gpus']) == (2, 1.0)
     assert fleet_ray.worker_shape(gpu, request, 4)[2]['num_gpus'] == 0.5
-    on_cpu = fleet.FleetRequest([IMAGE_TOPIC], model='m.onnx', device='cpu')
+    # Ray places a fraction on one GPU: 3 workers on 2 GPUs ask 1/2, so 2 share one GPU.
+    assert fleet_ray.worker_shape(gpu, request, 3)[2]['num_gpus'] == 0.5
+    assert fleet_ray.worker_shape(gpu, request, 5)[2]['num_gpus'] == 1 / 3
+    assert fleet_ray.worker_shape(gpu, request, 1)[2]['num_gpus'] == 1.0
+    on_cpu = fleet_bag.FleetRequest([IMAGE_TOPIC], model='m.onnx', device='cpu')
     assert 'num_gpus' not in fleet_ray.worker_shape(gpu, on_cpu, 0)[2]
-    with pytest.raises(fleet.FleetError, match='no GPU'):
-        fleet_ray.worker_shape(cpu, fleet.FleetRequest([IMAGE_TOPIC], device='cuda'), 0)
+    with pytest.raises(fleet_bag.FleetError, match='no GPU'):
+        fleet_ray.worker_shape(cpu, fleet_bag.FleetRequest([IMAGE_TOPIC], device='cuda'), 0)

@@ -31,7 +31,7 @@ import threading
 import time
 
 from fleet_bags import CallHook, IMAGE_TOPIC, LABEL_TOPIC
-from liteseg_ros.bags import fleet
+from liteseg_ros.bags import fleet, fleet_bag
 from liteseg_ros.cli import main as liteseg_main
 import pytest
 from test_fleet import (bincount_matrix, check_fleet_summary, drives, FRAMES,  # noqa: F401
@@ -63,6 +63,32 @@ def test_ray_local_three_bags_one_truncated(drives, tmp_path):  # noqa: F811
     summary = check_fleet_summary(out, drives)
     assert summary['run']['mode'] == 'ray' and summary['run']['workers'] == 2
     assert not ray.is_initialized()  # --ray local shut down the instance it started
+
+
+def test_three_workers_on_two_gpus_all_start(tmp_path):
+    from liteseg_ros.bags import fleet_ray
+
+    # Ray's GPUs are a resource count: a CPU machine can declare two.
+    ray.init(num_cpus=3, num_gpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        request = fleet_bag.FleetRequest([IMAGE_TOPIC], model='m.onnx')
+        workers, _, options = fleet_ray.worker_shape(ray, request, 3)
+
+        @ray.remote
+        class Placed:
+            """An actor shaped like a fleet worker; answers once Ray has placed it."""
+
+            def gpus(self):
+                return ray.get_gpu_ids()
+
+        actors = [Placed.options(**options).remote() for _ in range(workers)]
+        ready, _ = ray.wait([a.gpus.remote() for a in actors], num_returns=workers,
+                            timeout=60)
+        assert len(ready) == workers == 3
+        assigned = sorted(str(gpu) for gpus in ray.get(ready) for gpu in gpus)
+        assert len(assigned) == 3 and len(set(assigned)) == 2  # two share one GPU
+    finally:
+        ray.shutdown()
 
 
 class KillOnce:
@@ -100,14 +126,14 @@ def test_worker_killed_mid_bag_is_retried_and_counted_once(
         pid = int(pid_file.read_text())
         # Mid-bag: the first bag has written output but has no result yet.
         killed['partial'] = ((out / 'drive0' / 'bag').exists()
-                             and not (out / 'drive0' / fleet.RESULT_FILE).exists())
+                             and not (out / 'drive0' / fleet_bag.RESULT_FILE).exists())
         os.kill(pid, signal.SIGKILL)
         killed['pid'] = pid
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
-    request = fleet.FleetRequest([IMAGE_TOPIC], [LABEL_TOPIC], model=str(drives['model']),
-                                 threads=1)
+    request = fleet_bag.FleetRequest([IMAGE_TOPIC], [LABEL_TOPIC],
+                                     model=str(drives['model']), threads=1)
     summary = fleet.run_fleet(drives['bags'][:2], out, request, ray_address='local',
                               workers=1, progress=False, log=lambda text: None,
                               make_segmenter=KillOnce(pid_file, 3))
@@ -115,7 +141,7 @@ def test_worker_killed_mid_bag_is_retried_and_counted_once(
     assert killed.get('pid') and killed['partial']
     assert fleet.exit_code(summary) == 0
     assert summary['bags']['ok'] == 2 and summary['frames'] == 2 * FRAMES
-    record = json.loads((out / 'drive0' / fleet.RESULT_FILE).read_text())
+    record = json.loads((out / 'drive0' / fleet_bag.RESULT_FILE).read_text())
     assert record['frames'] == record['labelled_frames'] == FRAMES  # not doubled
     assert json.loads((out / 'drive0' / 'summary.json').read_text())['frames'] == FRAMES
     assert summary['confusion_matrix'] == bincount_matrix(
@@ -148,7 +174,7 @@ def ray_cluster(tmp_path):
 def test_resume_on_a_running_cluster(drives, tmp_path, ray_cluster):  # noqa: F811
     out = tmp_path / 'out'
     interrupted_run(drives, out)
-    first = (out / 'drive0' / fleet.RESULT_FILE).stat().st_mtime_ns
+    first = (out / 'drive0' / fleet_bag.RESULT_FILE).stat().st_mtime_ns
     address, env = ray_cluster
     # The command in its own process, as a user runs it against a cluster.
     done = subprocess.run(
@@ -158,6 +184,6 @@ def test_resume_on_a_running_cluster(drives, tmp_path, ray_cluster):  # noqa: F8
         timeout=300)
     assert done.returncode == 1, done.stderr[-3000:]
     assert '1 of 3 bags have complete results; evaluating 2' in done.stdout
-    assert (out / 'drive0' / fleet.RESULT_FILE).stat().st_mtime_ns == first
+    assert (out / 'drive0' / fleet_bag.RESULT_FILE).stat().st_mtime_ns == first
     summary = check_fleet_summary(out, drives, resumed=1)
     assert summary['run']['mode'] == 'ray' and summary['run']['cluster']['CPU'] == 1

@@ -25,7 +25,8 @@ and a fleet summary. See docs/bag_eval.md.
 from pathlib import Path
 
 from liteseg_ros.bags.evaluation import evaluate_bag, pair_labels, parse_outputs
-from liteseg_ros.bags.fleet import exit_code, expand_bags, FleetRequest, run_fleet
+from liteseg_ros.bags.fleet import exit_code, expand_bags, run_fleet
+from liteseg_ros.bags.fleet_bag import FleetRequest
 from liteseg_ros.bags.ground_grid import load_grid_config
 from liteseg_ros.bags.rosbag import BagError, BagReader, OUTPUT_TYPES
 from liteseg_ros.inference.backends import BACKENDS

@@ -17,19 +17,20 @@
 
 Ray is optional (``requirements-fleet.txt``) and imported only here, only for ``--ray``.
 Each :class:`BagWorker` actor loads the model once and evaluates one bag per call
-(``fleet.evaluate_one``). Actors are created with ``max_restarts`` and ``max_task_retries``:
+(``fleet_bag.evaluate_one``). Actors are created with ``max_restarts`` and ``max_task_retries``:
 a worker process that dies mid-bag (SIGKILL, OOM, lost node) is restarted, reloads the model,
 and Ray runs that bag's call again, which starts the bag's folder afresh; only the record of
 the attempt that finished counts (docs/bag_eval.md, "Fleet evaluation").
 """
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 import time
 import uuid
 
-from liteseg_ros.bags.fleet import evaluate_one, FleetError, FleetRequest
+from liteseg_ros.bags.fleet_bag import evaluate_one, FleetError, FleetRequest
 
 #: Restarts of a dead actor and retries of the bag it was on (a bag that kills its worker
 #: every time fails after these).
@@ -61,7 +62,7 @@ class BagWorker:
         self.counter = None
 
     def evaluate(self, bag, folder):
-        """Evaluate ``bag`` into ``folder``; return ``fleet.evaluate_one``'s (record, arrays)."""
+        """Evaluate ``bag`` into ``folder``: ``fleet_bag.evaluate_one``'s (record, arrays)."""
         name = Path(folder).name
 
         def on_frames(count, total):
@@ -116,8 +117,10 @@ def worker_shape(ray, request, workers):
     """
     Return (workers, request with threads set, Ray actor options).
 
-    GPU cluster (and ``--device`` not cpu): one actor per GPU by default. CPU: ``--threads``
-    (default 1) per actor, as many actors as the cluster has CPUs for.
+    GPU cluster (and ``--device`` not cpu): one actor per GPU by default; more actors share
+    the GPUs evenly, each asking for 1/ceil(workers/GPUs) of one (Ray places a fraction on a
+    single GPU: 3 actors asking 2/3 each would leave one unplaced on 2 GPUs). CPU:
+    ``--threads`` (default 1) per actor, as many actors as the cluster has CPUs for.
     """
     resources = ray.cluster_resources()
     cpus = max(1, int(resources.get('CPU', 1)))
@@ -126,7 +129,8 @@ def worker_shape(ray, request, workers):
         raise FleetError(f'--device {request.device}: the Ray cluster has no GPU')
     if gpus and request.device != 'cpu':
         workers = workers or gpus
-        options = {'num_gpus': min(1.0, gpus / workers), 'num_cpus': max(1, request.threads)}
+        options = {'num_gpus': 1 / math.ceil(workers / gpus),
+                   'num_cpus': max(1, request.threads)}
         return workers, request, options
     threads = request.threads or 1
     workers = workers or max(1, cpus // threads)

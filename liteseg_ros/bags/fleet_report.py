@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """
-The fleet report: per-bag records (``bags.fleet``) merged into one summary.
+The fleet report: per-bag records (``bags.fleet_bag``) merged into one summary.
 
 Only bags evaluated to the end (status 'ok') enter the merged figures: confusion matrices are
 summed (per camera topic and in total) and IoU, both mIoUs and pixel accuracy are computed
@@ -31,7 +31,7 @@ from pathlib import Path
 
 from liteseg_ros.atomic_file import write_bytes_atomic
 from liteseg_ros.bags.evaluation import ERROR_KINDS, MAX_EXAMPLES
-from liteseg_ros.bags.fleet import WORST_ROWS
+from liteseg_ros.bags.fleet_bag import WORST_ROWS
 from liteseg_ros.bags.report import (accuracy, accuracy_lines, percentiles, STAGES,
                                      write_confusion_matrix, write_contact_sheet, write_summary)
 from liteseg_ros.inference.metrics import ConfusionMatrix
@@ -151,13 +151,22 @@ def worst_frames(records, count):
     return thumbs
 
 
-def write_fleet_report(output, records, request, wall_s, interrupted, pending, resumed=0,
+def write_fleet_report(output, records, request, wall_s, interrupted, pending, resumed=(),
                        run_info=None):
-    """Merge ``records`` [(record, arrays)]; write the fleet files; return the summary."""
+    """
+    Merge ``records`` [(record, arrays)]; write the fleet files; return the summary.
+
+    ``resumed``: the names of the bags whose records an earlier run wrote (``--resume``).
+    They count in every figure but the rates over this run's ``wall_s`` (``wall_fps``,
+    ``bags_per_min``).
+    """
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     merged, total = merge(records)
     statuses = collections.Counter(r['status'] for r, _ in records)
+    resumed = set(resumed)
+    this_run = [r for r, _ in records if r['status'] == 'ok' and r['name'] not in resumed]
+    run_frames = sum(r['frames'] for r in this_run)
     failed = [{'bag': r['bag'], 'name': r['name'], 'error': r['error']}
               for r, _ in records if r['status'] == 'failed']
     first = next((r['summary'] for r, _ in records if r.get('summary')), {})
@@ -170,13 +179,13 @@ def write_fleet_report(output, records, request, wall_s, interrupted, pending, r
         'bags': {'total': len(records) + len([p for p in pending if p not in
                                               {r['bag'] for r, _ in records}]),
                  'ok': statuses['ok'], 'failed': statuses['failed'],
-                 'not_done': len(pending), 'resumed': resumed},
+                 'not_done': len(pending), 'resumed': len(resumed)},
         'failed_bags': failed,
         'not_done_bags': list(pending),
         'run': run_info or {},
         'wall_s': round(wall_s, 3),
-        'wall_fps': round(merged['frames'] / wall_s, 3) if wall_s > 0 else 0.0,
-        'bags_per_min': round(60 * statuses['ok'] / wall_s, 3) if wall_s > 0 else 0.0,
+        'wall_fps': round(run_frames / wall_s, 3) if wall_s > 0 else 0.0,
+        'bags_per_min': round(60 * len(this_run) / wall_s, 3) if wall_s > 0 else 0.0,
         'read_error': (f'{len(failed)} of {len(records)} bags failed (failed_bags)'
                        if failed else None),
         'interrupted': bool(interrupted),
