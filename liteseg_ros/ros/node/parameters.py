@@ -29,7 +29,7 @@ from liteseg_ros.inference.backends import check_device
 from liteseg_ros.inference.drivable import DRIVABLE_MODES
 from liteseg_ros.ros.node.errors import ParameterError
 from liteseg_ros.ros.node.grid_parameters import (check_grid_parameter, GRID_PARAMETERS,
-                                                  grid_settings)
+                                                  GRID_RANGES, grid_settings)
 
 TRANSPORTS = ('raw', 'compressed')
 RELIABILITIES = ('best_effort', 'reliable')
@@ -81,6 +81,7 @@ RANGES = {
     'overlay_alpha': (0.0, 1.0),
     'diagnostics_period_s': (0.01, 3600.0),
     'min_rate_hz': (0.0, 1000.0),
+    **GRID_RANGES,
 }
 
 # The allowed strings of the choice parameters.
