@@ -35,10 +35,14 @@ pytestmark = pytest.mark.lite
 K640 = [500.0, 0.0, 319.5, 0.0, 500.0, 239.5, 0.0, 0.0, 1.0]
 
 
-def info(width=640, height=480, k=K640, d=(), model='plumb_bob', binning=0, roi=(0, 0, 0, 0)):
-    """Return an object with the fields of a sensor_msgs/CameraInfo."""
+def info(width=640, height=480, k=K640, d=(), model='plumb_bob', binning=0, roi=(0, 0, 0, 0),
+         r=(1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0), p=None):
+    """Return an object with the fields of a sensor_msgs/CameraInfo (P defaults to [K | 0])."""
+    if p is None:
+        p = np.hstack([np.reshape(k, (3, 3)), np.zeros((3, 1))]).ravel() if len(k) == 9 else ()
     return SimpleNamespace(width=width, height=height, k=list(k), d=list(d),
                            distortion_model=model, binning_x=binning, binning_y=binning,
+                           r=list(r), p=list(p),
                            roi=SimpleNamespace(x_offset=roi[0], y_offset=roi[1], width=roi[2],
                                                height=roi[3]))
 
@@ -169,14 +173,20 @@ def test_front_and_rear_fuse_by_the_nearest_camera():
     assert (only_rear[(p_rear < 0)] == -1).all()
 
 
-def test_a_tie_goes_to_the_camera_added_first():
+@pytest.mark.parametrize('added', [('a', 'b'), ('b', 'a')])
+def test_a_tie_goes_to_the_first_of_cameras_whatever_came_first(added):
+    """The order of `cameras`, not the order the lookup tables were made (message order)."""
     camera = CameraModel.from_camera_info(info())
-    grid = GroundGrid([0, 20, -5, 5], 0.25)
+    grid = GroundGrid([0, 20, -5, 5], 0.25, cameras=['a', 'b'])
     pose = body_pose(0, 0, 1.5, 0, 0.2, 0)
-    grid.set_camera('a', camera, pose)
-    grid.set_camera('b', camera, pose)
+    for name in added:
+        grid.set_camera(name, camera, pose)
     drivable = np.full((480, 640), 255, np.uint8)
     fused = grid.fuse({'b': np.zeros((480, 640), np.uint8), 'a': drivable})
+    assert (fused[fused != -1] == 0).all() and (fused == 0).any()
+    # Cameras outside the list come after it, in the order they were added.
+    grid.set_camera('c', camera, pose)
+    fused = grid.fuse({'c': np.zeros((480, 640), np.uint8), 'b': drivable})
     assert (fused[fused != -1] == 0).all() and (fused == 0).any()
 
 
@@ -233,6 +243,75 @@ def test_bad_camera_info_names_the_field(change, field):
     with pytest.raises(CameraInfoError) as error:
         CameraModel.from_camera_info(info(**values))
     assert error.value.field == field and str(error.value).startswith(field + ':')
+
+
+def rectified_pair():
+    """Return a distorted raw camera with its rectified image (own P, R a rotation), and R."""
+    rotation, _ = cv2.Rodrigues(np.array([0.02, -0.03, 0.01]))
+    p = [420.0, 0.0, 330.0, 0.0, 0.0, 420.0, 245.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return info(k=K640, d=(-0.2, 0.05, 0.001, -0.001, 0.0), r=rotation.ravel(), p=p), rotation
+
+
+def test_rectified_images_are_described_by_p_and_r():
+    """A point's rectified pixel is where OpenCV rectifies its raw (distorted) pixel."""
+    camera_info, _ = rectified_pair()
+    raw = CameraModel.from_camera_info(camera_info)
+    rectified = CameraModel.from_camera_info(camera_info, rectified=True)
+    rng = np.random.default_rng(3)
+    points = np.column_stack([rng.uniform(-0.4, 0.4, 200), rng.uniform(-0.3, 0.3, 200),
+                              np.ones(200)]) * rng.uniform(2, 20, (200, 1))
+    u, v, seen = raw.project(points)
+    assert seen.all()
+    expected = cv2.undistortPoints(
+        np.column_stack([u, v]).reshape(-1, 1, 2), raw.k, raw.d[:5],
+        R=np.reshape(camera_info.r, (3, 3)), P=np.reshape(camera_info.p, (3, 4))[:, :3],
+        criteria=(cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-12))[:, 0]
+    u_rect, v_rect, seen_rect = rectified.project(points)
+    assert seen_rect.all()
+    np.testing.assert_allclose(np.column_stack([u_rect, v_rect]), expected, atol=1e-3)
+    # K and D would put them elsewhere: P and R are what describe the rectified image.
+    assert np.abs(np.column_stack([u, v]) - expected).max() > 20
+
+
+def test_rectified_projection_applies_p_fully():
+    """[u v w] = P [R X; 1]: P's Tx, Ty (second camera of a stereo pair) and binning."""
+    camera_info, rotation = rectified_pair()
+    p = np.reshape(camera_info.p, (3, 4)).copy()
+    p[0, 3], p[1, 3] = -420.0 * 0.12, 3.0
+    camera_info.p = list(p.ravel())
+    points = np.array([[0.5, 0.3, 4.0], [-1.0, 0.2, 9.0], [0.0, 0.0, 2.0]])
+    uvw = (p @ np.vstack([rotation @ points.T, np.ones(len(points))])).T
+    u, v, _ = CameraModel.from_camera_info(camera_info, rectified=True).project(points)
+    np.testing.assert_allclose(np.column_stack([u, v]), uvw[:, :2] / uvw[:, 2:], atol=1e-9)
+    camera_info.binning_x = camera_info.binning_y = 2
+    binned = CameraModel.from_camera_info(camera_info, rectified=True)
+    assert (binned.width, binned.height) == (320, 240)
+    u2, v2, _ = binned.project(points)
+    np.testing.assert_allclose(np.column_stack([u2, v2]), uvw[:, :2] / uvw[:, 2:] / 2,
+                               atol=1e-9)
+
+
+@pytest.mark.parametrize('change, field', [
+    ({'p': [0.0] * 12}, 'P'),
+    ({'p': [420.0, 0, 330, 0, 0, 420, 245, 0, 0, 0, 1, 5]}, 'P'),
+    ({'r': [1.0, 0, 0, 0, 2.0, 0, 0, 0, 1.0]}, 'R'),
+    ({'roi': (10, 10, 320, 240)}, 'roi'),
+])
+def test_bad_rectified_camera_info_names_the_field(change, field):
+    values = {'p': [420.0, 0, 330, 0, 0, 420, 245, 0, 0, 0, 1, 0]}
+    values.update(change)
+    with pytest.raises(CameraInfoError) as error:
+        CameraModel.from_camera_info(info(**values), rectified=True)
+    assert error.value.field == field and str(error.value).startswith(field + ':')
+
+
+def test_rectified_needs_neither_k_nor_a_known_distortion_model():
+    """Uncalibrated K or an unknown model do not matter to a rectified image; zero R is I."""
+    camera = CameraModel.from_camera_info(
+        info(k=[0.0] * 9, d=(0.1, 0, 0, 0), model='kannala', r=[0.0] * 9,
+             p=[420.0, 0, 330, 0, 0, 420, 245, 0, 0, 0, 1, 0]), rectified=True)
+    u, v, seen = camera.project(np.array([[0.0, 0.0, 1.0]]))
+    assert seen[0] and (u[0], v[0]) == (330.0, 245.0)
 
 
 def test_size_check_names_the_field():

@@ -195,7 +195,7 @@ def test_bag_eval_writes_the_grid_of_both_cameras(tmp_path):
     areas = {ns: {m.header.stamp.sec * 10**9 + m.header.stamp.nanosec: image(m)
                   for _, m in topics[f'{ns}/segmentation/drivable_area']} for ns in POSES}
     for _, grid in grids:
-        assert grid.header.frame_id == 'base_link'
+        assert grid.header.frame_id == 'base_footprint'  # REP 105: z = 0 is the ground
         assert (grid.info.width, grid.info.height) == (400, 400)
         assert grid.info.resolution == pytest.approx(0.1)
         assert (grid.info.origin.position.x, grid.info.origin.position.y) == (-20.0, -20.0)

@@ -21,10 +21,13 @@ CameraInfo and images and checks ``C/segmentation/camera_info`` against each mas
 projected here, cell by cell, with ``cv2.projectPoints``.
 """
 
+import importlib.util
 import math
+import threading
 import time
 from types import SimpleNamespace
 
+from builtin_interfaces.msg import Time
 import cv2
 from lifecycle_msgs.msg import State, Transition
 from liteseg_ros.inference import Segmenter
@@ -38,6 +41,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from test_segment_node import (change_state, client, get_state, header, image_array,  # noqa: F401
                                ros_context, run_node, same_header, set_parameter, stamp_now)
+import tf2_stand_in
 
 pytestmark = pytest.mark.ros
 
@@ -123,12 +127,13 @@ def project(grid, drivable, pose, k=K640, d=D_FRONT):
 class Listener:
     """Subscriptions to the grid, and to each camera's drivable_area and camera_info."""
 
-    def __init__(self, peer, cameras):
+    def __init__(self, peer, cameras, grid=True):
         qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         self.got = {'grid': []}
         node = peer.node
         self.subscriptions = [node.create_subscription(
-            OccupancyGrid, '/segmentation/drivable_grid', self.got['grid'].append, qos)]
+            OccupancyGrid, '/segmentation/drivable_grid', self.got['grid'].append, qos)
+            ] if grid else []
         for camera in cameras:
             for output, msg_type in (('drivable_area', Image), ('camera_info', CameraInfo)):
                 queue = self.got.setdefault((camera, output), [])
@@ -162,10 +167,29 @@ def start(peer, start_node, model, cameras, poses, names, **extra):
               'diagnostics_period_s': 0.2, 'ground_grid.enabled': True,
               'ground_grid.camera_poses': poses, **extra}
     node = start_node(**params)
-    listener = Listener(peer, cameras)
+    listener = Listener(peer, cameras, params['ground_grid.enabled'])
     publishers = {c: (peer.publisher(f'/{c}/image_raw'),
                       peer.publisher(f'/{c}/camera_info', CameraInfo)) for c in cameras}
     return node, listener, publishers
+
+
+def stamp_at(base, seconds):
+    """Return the builtin_interfaces/Time ``seconds`` after ``base``."""
+    ns = base.sec * 1_000_000_000 + base.nanosec + round(seconds * 1e9)
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def expected_cells(grid, listener, sent, poses, k, d):
+    """
+    Fuse the cameras' published drivable areas here: nearest camera, ties to the first.
+
+    ``sent`` {camera: header of its frame}, in the order of ``cameras``.
+    """
+    projections = [project(grid, image_array(listener.one((c, 'drivable_area'), h)), poses[c],
+                           k, d) for c, h in sent.items()]
+    values = np.stack([p[0] for p in projections])
+    owner = np.argmin(np.stack([p[1] for p in projections]), axis=0)  # first of equals
+    return values[owner, np.arange(values.shape[1])]
 
 
 def settle(peer, seconds=0.3):
@@ -204,7 +228,7 @@ def test_one_camera_grid_matches_an_independent_projection(model, client, run_no
         np.testing.assert_allclose(info.d, D_FRONT)
         drivable = image_array(listener.one(('front', 'drivable_area'), sent))
         (grid,) = grid_with_stamp(listener, sent.stamp)
-        assert grid.header.frame_id == 'base_link'
+        assert grid.header.frame_id == 'base_footprint'  # REP 105: z = 0 is the ground
         assert (grid.info.width, grid.info.height) == (400, 400)
         assert grid.info.resolution == pytest.approx(0.1)
         assert (grid.info.origin.position.x, grid.info.origin.position.y) == (0.0, -20.0)
@@ -267,7 +291,7 @@ def test_front_and_rear_cameras_fill_both_halves(model, client, run_node):  # no
 
 
 def test_bad_camera_input_and_poses(model, client, run_node):  # noqa: F811
-    """Wrong pose count and tf fail configure; missing or bad CameraInfo skips a camera."""
+    """Wrong pose count fails configure; missing or bad CameraInfo skips a camera."""
     frames = {'front': make_street_scene(480, 640, seed=1),
               'rear': make_street_scene(480, 640, seed=2)}
     names = drivable_names(model['segmenter'], list(frames.values()))
@@ -277,10 +301,6 @@ def test_bad_camera_input_and_poses(model, client, run_node):  # noqa: F811
     assert "parameter 'ground_grid.camera_poses': expected 12 numbers" in node.log()
     set_parameter(client, 'ground_grid.camera_poses', pose + [0.0, 0.0, 1.5, 0.0, PITCH,
                                                               math.pi])
-    set_parameter(client, 'ground_grid.extrinsics', 'tf')
-    assert not change_state(client, Transition.TRANSITION_CONFIGURE)
-    assert "'tf' needs tf2_ros" in node.log()
-    set_parameter(client, 'ground_grid.extrinsics', 'parameters')
     assert change_state(client, Transition.TRANSITION_CONFIGURE)
     assert change_state(client, Transition.TRANSITION_ACTIVATE)
     wait_ready(client, listener, publishers)
@@ -308,17 +328,24 @@ def test_bad_camera_input_and_poses(model, client, run_node):  # noqa: F811
     (grid,) = grid_with_stamp(listener, sent['front'].stamp)
     xs = cell_centres(grid)[:, 0]
     assert (np.asarray(grid.data)[xs < -2] == -1).all()
-    # A singular K and a size that is not the image's: rejected, logged naming the field.
+    # A singular K and a size that is not the image's: rejected, logged naming the field,
+    # once, and in diagnostics; the CameraInfo is still republished beside the mask.
     stamp = stamp_now()
-    send(camera_info('rear_optical', stamp, k=[0.0] * 9))
+    sent = send(camera_info('rear_optical', stamp, k=[0.0] * 9))
     client.wait_diagnostics('ground_grid', lambda level, m, v: 'K: is singular' in m, 30,
                             'the singular K in diagnostics')
-    send(camera_info('rear_optical', stamp_now(), width=320, height=240))
+    client.spin_until(lambda: arrived(listener, {'rear': sent['rear']}, ('camera_info',)), 30,
+                      "rear's camera_info beside its mask")
+    assert not any(listener.one(('rear', 'camera_info'), sent['rear']).k)
+    for _ in range(2):  # more than a second apart: a throttled log would repeat
+        send(camera_info('rear_optical', stamp_now(), width=320, height=240))
+        settle(client, 1.2)
     client.wait_diagnostics('ground_grid', lambda level, m, v: 'width: the CameraInfo says '
                             '320x240, the image is 640x480' in m, 30, 'the size mismatch')
     log = node.log()
-    assert "camera 'rear': rejected the CameraInfo on rear/camera_info: K: is singular" in log
-    assert 'rejected the CameraInfo on rear/camera_info: width:' in log
+    assert ("camera 'rear': rejected the CameraInfo on rear/camera_info for the ground grid: "
+            'K: is singular') in log
+    assert log.count('rejected the CameraInfo on rear/camera_info: width:') == 1, log
     # A good one: both cameras in the grid, the status is OK.
     send(camera_info('rear_optical', stamp_now()))
     level, message, values = client.wait_diagnostics(
@@ -339,6 +366,9 @@ def test_bad_camera_input_and_poses(model, client, run_node):  # noqa: F811
                                       "'parameters', 'tf'"),
     ('ground_grid.enabled', 1, "'ground_grid.enabled': expected true or false"),
     ('ground_grid.resolution', 0.001, 'more than 16000000; use a coarser resolution'),
+    ('ground_grid.max_age_ms', -1.0, "'ground_grid.max_age_ms': expected a number >= 0"),
+    ('ground_grid.tf_timeout_ms', 'soon', "'ground_grid.tf_timeout_ms': expected a number"),
+    ('ground_grid.rectified', 'yes', "'ground_grid.rectified': expected true or false"),
 ])
 def test_grid_parameter_errors_name_the_parameter(name, value, message):
     from liteseg_ros.ros.node.parameters import (PARAMETERS, ParameterError,
@@ -347,113 +377,307 @@ def test_grid_parameter_errors_name_the_parameter(name, value, message):
     values = {k: default for k, (default, _) in PARAMETERS.items()}
     values['model_path'] = 'model.onnx'
     values['ground_grid.camera_poses'] = None  # `camera_poses: []` in a params file
-    assert validate_parameters(values).ground_grid.enabled is False
+    defaults = validate_parameters(values).ground_grid
+    assert defaults.enabled is False
+    assert defaults.frame_id == 'base_footprint'  # REP 105: its z = 0 is the ground
     values[name] = value
     with pytest.raises(ParameterError) as error:
         validate_parameters(values)
     assert message in str(error.value)
 
 
-class FakeBuffer:
-    """tf2_ros.buffer.Buffer stand-in: one transform per source frame, or an error."""
-
-    transforms = {}
-
-    def lookup_transform(self, target, source, time):
-        if source not in self.transforms:
-            raise LookupError(f'"{source}" passed to lookupTransform does not exist')
-        return self.transforms[source]
-
-
-class FakeListener:
-    """tf2_ros.transform_listener.TransformListener stand-in."""
-
-    def __init__(self, buffer, node):
-        self.buffer, self.node = buffer, node
-
-    def unregister(self):
-        pass
-
-
-def fake_tf2(monkeypatch):
-    import sys
-    import types
-
-    buffer_module = types.ModuleType('tf2_ros.buffer')
-    buffer_module.Buffer = FakeBuffer
-    listener_module = types.ModuleType('tf2_ros.transform_listener')
-    listener_module.TransformListener = FakeListener
-    monkeypatch.setitem(sys.modules, 'tf2_ros', types.ModuleType('tf2_ros'))
-    monkeypatch.setitem(sys.modules, 'tf2_ros.buffer', buffer_module)
-    monkeypatch.setitem(sys.modules, 'tf2_ros.transform_listener', listener_module)
-
-
-def quaternion(matrix):
-    """Return (x, y, z, w) of a rotation matrix (Shepperd's method, any rotation)."""
-    m = matrix
-    candidates = [1 + m[0, 0] + m[1, 1] + m[2, 2], 1 + m[0, 0] - m[1, 1] - m[2, 2],
-                  1 - m[0, 0] + m[1, 1] - m[2, 2], 1 - m[0, 0] - m[1, 1] + m[2, 2]]
-    best = int(np.argmax(candidates))
-    s = 2 * math.sqrt(candidates[best])
-    if best == 0:
-        q = ((m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, s / 4)
-    elif best == 1:
-        q = (s / 4, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s)
-    elif best == 2:
-        q = ((m[0, 1] + m[1, 0]) / s, s / 4, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s)
-    else:
-        q = ((m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, s / 4, (m[1, 0] - m[0, 1]) / s)
-    return [float(v) for v in q]
-
-
-def test_tf_extrinsics_use_the_optical_frame_transform(ros_context, monkeypatch):  # noqa: F811
-    """With a stand-in tf2_ros: the transform of the CameraInfo frame places the camera."""
+def transform_message(parent, child, stamp, pose):
+    """Return a TransformStamped placing Pose ``pose`` (child's optical axes) in ``parent``."""
     from geometry_msgs.msg import TransformStamped
+
+    msg = TransformStamped()
+    msg.header.frame_id, msg.child_frame_id = parent, child
+    msg.header.stamp = stamp
+    t, r = msg.transform.translation, msg.transform.rotation
+    t.x, t.y, t.z = (float(v) for v in pose.position)
+    r.x, r.y, r.z, r.w = tf2_stand_in.quaternion(pose.rotation)
+    return msg
+
+
+def test_tf2_stand_in_follows_the_lookup_rules(monkeypatch):
+    """The stand-in answers as tf2_ros documents: latest, interpolation, the four errors."""
+    from liteseg_ros.inference.ground_projection import body_pose
+    from rclpy.duration import Duration
+    from rclpy.time import Time as RosTime
+
+    tf2_stand_in.install(monkeypatch)
+    import tf2_ros
+    from tf2_ros.buffer import Buffer
+
+    buffer = Buffer()
+    base = stamp_now()
+    mount = body_pose(0.0, 0.0, 0.3, 0.0, 0.0, 0.0)
+    mount = type(mount)(np.eye(3), mount.position)  # base_link 0.3 m above base_footprint
+    buffer.set_transform_static(transform_message('base_footprint', 'base_link', Time(),
+                                                  mount), 'test')
+    for seconds, x in ((0.0, 1.0), (1.0, 1.2)):
+        buffer.set_transform(transform_message('base_link', 'cam', stamp_at(base, seconds),
+                                               body_pose(x, 0.0, 1.2, 0.0, PITCH, 0.0)), 'test')
+
+    def position(when):
+        t = buffer.lookup_transform('base_footprint', 'cam', when).transform.translation
+        return t.x, t.y, t.z
+
+    np.testing.assert_allclose(position(RosTime()), (1.2, 0.0, 1.5))  # latest
+    np.testing.assert_allclose(position(RosTime.from_msg(stamp_at(base, 0.5))), (1.1, 0, 1.5))
+    errors = [('base_footprint', 'nowhere', RosTime(), tf2_ros.LookupException),
+              ('base_footprint', 'cam', RosTime.from_msg(stamp_at(base, 1.5)),
+               tf2_ros.ExtrapolationException),
+              ('base_footprint', 'cam', RosTime.from_msg(stamp_at(base, -0.5)),
+               tf2_ros.ExtrapolationException),
+              ('base_footprint', '', RosTime(), tf2_ros.InvalidArgumentException)]
+    buffer.set_transform_static(transform_message('map', 'island', Time(), mount), 'test')
+    errors.append(('base_footprint', 'island', RosTime(), tf2_ros.ConnectivityException))
+    for target, source, when, error in errors:
+        with pytest.raises(error):
+            buffer.lookup_transform(target, source, when)
+        assert issubclass(error, tf2_ros.TransformException)
+    began = time.monotonic()
+    with pytest.raises(tf2_ros.ExtrapolationException):  # waits the timeout, then raises
+        buffer.lookup_transform('base_footprint', 'cam', RosTime.from_msg(stamp_at(base, 2)),
+                                timeout=Duration(seconds=0.3))
+    assert 0.3 <= time.monotonic() - began < 3
+
+
+def test_tf_lookups_at_frame_stamps_within_a_timeout(ros_context, monkeypatch):  # noqa: F811
+    """With the tf2_ros stand-in: the node looks up each frame's own stamp, within a timeout."""
     from liteseg_ros.inference.ground_projection import body_pose, CameraModel, GroundGrid
     from liteseg_ros.inference.outputs import OutputRenderer
     from liteseg_ros.ros.node.grid import GroundGridOutput
     from liteseg_ros.ros.node.parameters import PARAMETERS, validate_parameters
     from rclpy.lifecycle import LifecycleNode
 
-    fake_tf2(monkeypatch)
+    tf2_stand_in.install(monkeypatch)
     values = {k: default for k, (default, _) in PARAMETERS.items()}
     values.update({'model_path': 'model.onnx', 'cameras': ['front'],
-                   'ground_grid.enabled': True, 'ground_grid.extrinsics': 'tf'})
+                   'ground_grid.enabled': True, 'ground_grid.extrinsics': 'tf',
+                   'ground_grid.tf_timeout_ms': 400.0})
     settings = validate_parameters(values)
     node = LifecycleNode('grid_tf_test', context=ros_context)
     renderer = OutputRenderer(['road', 'other'], [[0, 0, 0], [1, 1, 1]])
     output = GroundGridOutput(node, settings, renderer, node.get_logger())
+    (listener,) = tf2_stand_in.TransformListener.instances
+    buffer = output.tf_buffer
     try:
-        assert isinstance(output.tf_listener, FakeListener)
+        assert listener.node is node and listener.buffer is buffer and listener.registered
         published = []
         publisher, output.grid_publisher = output.grid_publisher, SimpleNamespace(
             publish=published.append, get_subscription_count=lambda: 1)
-        info = camera_info('front_optical', stamp_now())
+        base = stamp_now()
+        info = camera_info('front_optical', base)
         output._on_camera_info(output.cameras['front'], info)
         mask = np.zeros((480, 640), np.uint8)
         mask[300:] = 1
-        frame_header = header('front_optical', info.header.stamp)
-        output.after_batch([('front', frame_header, mask, {})])
-        assert not published  # no transform yet: left out, and the status says why
+        drivable = np.where(mask == 0, 255, 0).astype(np.uint8)  # class 0 'road' drivable
+
+        def frame(seconds):
+            return [('front', header('front_optical', stamp_at(base, seconds)), mask, {})]
+
+        def expected(pose):
+            grid = GroundGrid(settings.ground_grid.grid_range, 0.1)
+            grid.set_camera('front', CameraModel.from_camera_info(info), pose)
+            return grid.fuse({'front': drivable}).ravel()
+
+        # No transform: the frame waits the timeout, is left out, and the status says why.
+        began = time.monotonic()
+        output.after_batch(frame(0.5))
+        assert time.monotonic() - began >= 0.4
+        assert not published
         status = output.status()
         assert status.level == 1
-        assert "no transform from 'front_optical' to 'base_link'" in status.message
-        pose = body_pose(1.0, 0.2, 1.5, 0.0, PITCH, 0.05)
-        transform = TransformStamped()
-        transform.transform.translation.x, transform.transform.translation.y, \
-            transform.transform.translation.z = pose.position
-        r = transform.transform.rotation
-        r.x, r.y, r.z, r.w = quaternion(pose.rotation)
-        FakeBuffer.transforms = {'front_optical': transform}
-        output.after_batch([('front', frame_header, mask, {})])
+        assert ("no transform from 'front_optical' to 'base_footprint'" in status.message
+                and 'LookupException' in status.message), status.message
+        assert buffer.lookups[-1] == ('base_footprint', 'front_optical',
+                                      base.sec * 10**9 + base.nanosec + 500_000_000,
+                                      400_000_000)
+        # Moving camera: the pose at the frame's stamp, between two transforms.
+        for seconds, x in ((0.0, 1.0), (1.0, 1.4)):
+            buffer.set_transform(transform_message(
+                'base_footprint', 'front_optical', stamp_at(base, seconds),
+                body_pose(x, 0.2, 1.5, 0.0, PITCH, 0.05)), 'test')
+        output.after_batch(frame(0.5))
         (grid,) = published
-        expected = GroundGrid(settings.ground_grid.grid_range, 0.1)
-        expected.set_camera('front', CameraModel.from_camera_info(info), pose)
-        drivable = np.where(mask == 0, 255, 0).astype(np.uint8)  # class 0 'road' drivable
-        np.testing.assert_array_equal(np.asarray(grid.data, np.int8),
-                                      expected.fuse({'front': drivable}).ravel())
+        cells = np.asarray(grid.data, np.int8)
+        np.testing.assert_array_equal(cells, expected(body_pose(1.2, 0.2, 1.5, 0.0, PITCH,
+                                                                0.05)))
+        assert (cells != expected(body_pose(1.4, 0.2, 1.5, 0.0, PITCH, 0.05))).any()
         assert output.status().level == 0
+        # After the newest transform: extrapolation, unless it arrives within the timeout.
+        output.after_batch(frame(1.5))
+        assert len(published) == 1 and 'ExtrapolationException' in output.status().message
+        later = threading.Timer(0.1, buffer.set_transform, (transform_message(
+            'base_footprint', 'front_optical', stamp_at(base, 2.0),
+            body_pose(1.6, 0.2, 1.5, 0.0, PITCH, 0.05)), 'test'))
+        later.start()
+        output.after_batch(frame(1.8))
+        later.join()
+        assert len(published) == 2 and output.status().level == 0
+        np.testing.assert_array_equal(np.asarray(published[-1].data, np.int8), expected(
+            body_pose(1.56, 0.2, 1.5, 0.0, PITCH, 0.05)))
+        # A zero stamp asks for the latest transform (Time()).
+        output.after_batch([('front', header('front_optical', Time()), mask, {})])
+        assert buffer.lookups[-1][2] == 0
+        np.testing.assert_array_equal(np.asarray(published[-1].data, np.int8), expected(
+            body_pose(1.6, 0.2, 1.5, 0.0, PITCH, 0.05)))
     finally:
         output.grid_publisher = publisher
         output.release(node)
         node.destroy_node()
+    assert not listener.registered
+
+
+K_WIDE = [120.0, 0.0, 159.5, 0.0, 120.0, 119.5, 0.0, 0.0, 1.0]
+BACK_TO_BACK = {'front': [-3.0, 0.0, 1.6, 0.0, math.radians(20), 0.0],
+                'rear': [3.0, 0.0, 1.6, 0.0, math.radians(20), math.pi]}
+WIDE_GRID = {'ground_grid.range': [-20.0, 20.0, -10.0, 10.0], 'ground_grid.resolution': 0.2}
+
+
+def test_unsynchronised_cameras_both_stay_in_every_grid(model, client, run_node):  # noqa: F811
+    """
+    Front and rear never share a batch: each grid holds both, each camera's newest frame.
+
+    Frames alternate 0.7 s apart (header stamps) and each is processed alone. Once the rear
+    camera's newest frame is more than ground_grid.max_age_ms older than the grid, its cells
+    turn unknown and the ground_grid diagnostics say it is stale.
+    """
+    cameras = ['front', 'rear']
+    scenes = {c: [make_street_scene(240, 320, seed=10 * i + s) for s in range(3)]
+              for i, c in enumerate(cameras)}
+    names = drivable_names(model['segmenter'], scenes['front'] + scenes['rear'])
+    node, listener, publishers = start(
+        client, run_node, model, cameras, BACK_TO_BACK['front'] + BACK_TO_BACK['rear'], names,
+        **WIDE_GRID, **{'batch_timeout_ms': 0.0, 'ground_grid.max_age_ms': 1500.0})
+    wait_ready(client, listener, publishers)
+    base = stamp_now()
+    for camera in cameras:
+        publishers[camera][1].publish(camera_info(f'{camera}_optical', base, 320, 240, K_WIDE,
+                                                  [0.0] * 5))
+    settle(client)
+    newest = {}
+
+    def send(camera, seconds, frame):
+        sent = header(f'{camera}_optical', stamp_at(base, seconds))
+        publishers[camera][0].publish(encoded_image_message(frame, 'rgb8', sent))
+        client.spin_until(lambda: grid_with_stamp(listener, sent.stamp) and arrived(
+            listener, {camera: sent}, ('drivable_area',)), 60, f'the grid of a {camera} frame')
+        newest[camera] = sent
+        (grid,) = grid_with_stamp(listener, sent.stamp)
+        return grid, np.asarray(grid.data, np.int8)
+
+    for step in range(5):  # front, rear, front, rear, front
+        camera = cameras[step % 2]
+        grid, cells = send(camera, 0.7 * step, scenes[camera][step // 2])
+        xs = cell_centres(grid)[:, 0]
+        if step:  # both seen: both halves known, each from its camera's newest frame
+            assert (cells[xs > 6] != -1).mean() > 0.5 and (cells[xs < -6] != -1).mean() > 0.5
+            expected = expected_cells(grid, listener, {c: newest[c] for c in cameras},
+                                      BACK_TO_BACK, K_WIDE, [0.0] * 5)
+            assert (cells == expected).mean() >= 0.98
+    level, message, values = client.wait_diagnostics(
+        'ground_grid', lambda level, m, v: v['grids_published'] == '5', 30, 'five grids')
+    assert level == 0 and values['last_grid_cameras'] == 'front, rear', (message, values)
+    assert values['frame_age_ms rear'] == '700', values
+    # Rear falls silent: 1.6 s after its newest frame (max_age_ms 1.5 s) it is left out.
+    grid, cells = send('front', 0.7 * 3 + 1.6, scenes['front'][2])
+    expected = expected_cells(grid, listener, {'front': newest['front']}, BACK_TO_BACK, K_WIDE,
+                              [0.0] * 5)
+    np.testing.assert_array_equal(cells, expected)
+    assert (cells[cell_centres(grid)[:, 0] < -6] == -1).all()
+    level, message, values = client.wait_diagnostics(
+        'ground_grid', lambda level, m, v: v['grids_published'] == '6', 30, 'six grids')
+    assert level == 1 and 'rear: stale: its newest frame is 1.60 s older than the grid' in (
+        message), message
+    assert values['last_grid_cameras'] == 'front', values
+    assert node.alive()
+
+
+def test_overlap_ties_follow_the_order_of_cameras(model, client, run_node):  # noqa: F811
+    """Two cameras at one pose tie on every cell: the first of `cameras` wins, not the first."""
+    cameras = ['a', 'b']
+    frames = {'a': make_street_scene(240, 320, seed=21), 'b': make_street_scene(240, 320, seed=22)}
+    names = drivable_names(model['segmenter'], list(frames.values()))
+    pose = BACK_TO_BACK['front']
+    node, listener, publishers = start(client, run_node, model, cameras, pose + pose, names,
+                                       **WIDE_GRID)
+    wait_ready(client, listener, publishers)
+    for camera in cameras:
+        publishers[camera][1].publish(camera_info(f'{camera}_optical', stamp_now(), 320, 240,
+                                                  K_WIDE, [0.0] * 5))
+    settle(client)
+    # b alone first, so its lookup table is made first; then both in one batch.
+    first = header('b_optical', stamp_now())
+    publishers['b'][0].publish(encoded_image_message(frames['b'], 'rgb8', first))
+    client.spin_until(lambda: grid_with_stamp(listener, first.stamp), 60, "b's grid")
+    base = stamp_now()
+    sent = {'a': header('a_optical', stamp_at(base, 0.01)), 'b': header('b_optical', base)}
+    for camera in ('b', 'a'):
+        publishers[camera][0].publish(encoded_image_message(frames[camera], 'rgb8',
+                                                            sent[camera]))
+    client.spin_until(lambda: grid_with_stamp(listener, sent['a'].stamp) and arrived(
+        listener, sent, ('drivable_area',)), 60, 'the grid of both')
+    (grid,) = grid_with_stamp(listener, sent['a'].stamp)
+    cells = np.asarray(grid.data, np.int8)
+    a = image_array(listener.one(('a', 'drivable_area'), sent['a']))
+    b = image_array(listener.one(('b', 'drivable_area'), sent['b']))
+    from_a, _ = project(grid, a, pose, K_WIDE, [0.0] * 5)
+    from_b, _ = project(grid, b, pose, K_WIDE, [0.0] * 5)
+    differ = from_a != from_b
+    assert differ.sum() > 100, differ.sum()  # the images disagree on many cells
+    assert (cells[differ] == from_a[differ]).mean() >= 0.98
+    assert (cells == from_a).mean() >= 0.98
+    assert node.alive()
+
+
+@pytest.mark.parametrize('grid_enabled', [False, True])
+def test_camera_info_is_republished_whatever_the_grid_checks_say(
+        model, client, run_node, grid_enabled):  # noqa: F811
+    """K all zero, an unknown distortion model, another size: each goes out beside the mask."""
+    frame = make_street_scene(480, 640, seed=7)
+    names = drivable_names(model['segmenter'], [frame])
+    node, listener, publishers = start(
+        client, run_node, model, ['front'], [0.0, 0.0, 1.5, 0.0, PITCH, 0.0], names,
+        **{'ground_grid.enabled': grid_enabled})
+    wait_ready(client, listener, publishers)
+    image_pub, info_pub = publishers['front']
+    infos = [camera_info('front_optical', stamp_now(), k=[0.0] * 9),
+             camera_info('front_optical', stamp_now(), d=[0.1, 0.0, 0.0, 0.0]),
+             camera_info('front_optical', stamp_now(), width=320, height=240)]
+    infos[1].distortion_model = 'kannala_brandt'
+    for info in infos:
+        sent = header('front_optical', stamp_now())
+        info_pub.publish(info)
+        settle(client)
+        image_pub.publish(encoded_image_message(frame, 'rgb8', sent))
+        client.spin_until(lambda: arrived(listener, {'front': sent}, ('camera_info',)), 60,
+                          'camera_info beside the mask')
+        out = listener.one(('front', 'camera_info'), sent)
+        assert (out.width, out.height, out.distortion_model) == (
+            info.width, info.height, info.distortion_model)
+        np.testing.assert_array_equal(out.k, info.k)
+        np.testing.assert_array_equal(out.d, info.d)
+    log = node.log()
+    if not grid_enabled:  # nothing to complain about: only the grid needs a usable one
+        assert 'rejected' not in log and 'CameraInfo' not in log, log
+        assert not any(key.endswith('ground_grid') for key in client.diagnostics)
+    else:
+        assert log.count('rejected the CameraInfo') == 3, log  # once each, for the grid
+    assert node.alive()
+
+
+@pytest.mark.skipif(importlib.util.find_spec('tf2_ros') is not None,
+                    reason='tf2_ros is importable here, so tf extrinsics configure')
+def test_tf_extrinsics_without_tf2_ros_fail_configure(model, client, run_node):  # noqa: F811
+    """Without tf2_ros (the pip wheels), 'tf' fails configure with a clear reason; fixable."""
+    node, listener, publishers = start(client, run_node, model, ['front'], [], ['road'],
+                                       **{'ground_grid.extrinsics': 'tf'})
+    client.spin_until(lambda: "'tf' needs tf2_ros" in node.log(), 60, 'the configure error')
+    assert get_state(client) == State.PRIMARY_STATE_UNCONFIGURED
+    set_parameter(client, 'ground_grid.extrinsics', 'parameters')
+    set_parameter(client, 'ground_grid.camera_poses', [0.0, 0.0, 1.5, 0.0, PITCH, 0.0])
+    assert change_state(client, Transition.TRANSITION_CONFIGURE)
+    assert node.alive()

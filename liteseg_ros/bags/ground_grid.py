@@ -36,7 +36,8 @@ import numpy as np
 CAMERA_INFO_TYPE = 'sensor_msgs/msg/CameraInfo'
 GRID_TYPE = 'nav_msgs/msg/OccupancyGrid'
 GRID_TOPIC = '/segmentation/drivable_grid'  # where a node in the root namespace puts it
-GRID_DEFAULTS = {'frame_id': 'base_link', 'resolution': 0.1, 'range': [0.0, 40.0, -20.0, 20.0]}
+GRID_DEFAULTS = {'frame_id': 'base_footprint', 'resolution': 0.1,
+                 'range': [0.0, 40.0, -20.0, 20.0], 'rectified': False}
 
 
 def camera_info_topic(namespace):
@@ -109,12 +110,12 @@ def _node_params(data):
 
 def load_grid_config(path):
     """
-    Return {frame_id, resolution, range, poses {namespace: 6 numbers}} of a poses YAML.
+    Return {frame_id, resolution, range, rectified, poses {namespace: 6 numbers}} of a YAML.
 
     The file holds ``poses: {/front: [x, y, z, roll, pitch, yaw], ...}`` (m, rad, camera body
     in frame_id, as the node's ground_grid.camera_poses) and optionally ``frame_id``,
-    ``resolution``, ``range``; or it is the node's params file (``cameras`` and
-    ``ground_grid.*``).
+    ``resolution``, ``range``, ``rectified``; or it is the node's params file (``cameras``
+    and ``ground_grid.*``).
     """
     data = _yaml(path)
     node = _node_params(data)
@@ -132,6 +133,9 @@ def load_grid_config(path):
                  for k, v in (data.get('poses') or {}).items()}
     config = {key: grid.get(key, default) for key, default in GRID_DEFAULTS.items()}
     config['poses'] = poses
+    if not isinstance(config['rectified'], bool):
+        raise BagError(f"{path}: 'rectified': expected true or false, got "
+                       f"{config['rectified']!r}")
     try:
         GroundGrid(config['range'], config['resolution'])
         for namespace, pose in poses.items():
@@ -151,7 +155,8 @@ class BagGrid:
             raise BagError(f'--camera-poses has no pose for {", ".join(missing)} (it has '
                            f'{", ".join(config["poses"]) or "none"})')
         self.frame_id = str(config['frame_id'])
-        self.grid = GroundGrid(config['range'], config['resolution'])
+        self.rectified = bool(config.get('rectified', False))
+        self.grid = GroundGrid(config['range'], config['resolution'], list(namespaces))
         self.poses = body_poses([v for ns in namespaces for v in config['poses'][ns]],
                                 list(namespaces))
         self.namespaces = list(namespaces)
@@ -226,7 +231,7 @@ class BagGrid:
     def camera_info(self, namespace, msg):
         """Take a CameraInfo message; return an error text when it is rejected, else None."""
         try:
-            self.models[namespace] = CameraModel.from_camera_info(msg)
+            self.models[namespace] = CameraModel.from_camera_info(msg, self.rectified)
         except CameraInfoError as exc:
             self.models.pop(namespace, None)
             return str(exc)

@@ -18,8 +18,9 @@ Drivable area on the ground: a vehicle-frame grid fused from several cameras (nu
 Inverse perspective mapping under a flat-ground assumption (docs/node.md, "Ground grid"):
 
 - :class:`CameraModel`: a camera's intrinsics from a ``sensor_msgs/CameraInfo``-like object
-  (rclpy or rosbags message, or a calibration YAML dict) with OpenCV's ``plumb_bob``,
-  ``rational_polynomial`` and ``equidistant`` distortion; checked against the image size.
+  (rclpy or rosbags message, or a calibration YAML dict): a raw image by K and D (OpenCV's
+  ``plumb_bob``, ``rational_polynomial`` and ``equidistant`` distortion), a rectified one by
+  P and R; checked against the image size.
 - :func:`body_pose` / :func:`transform_pose`: where the optical frame (z forward, x right,
   y down) is in the grid frame, from x, y, z, roll, pitch, yaw of the camera body (REP 103:
   x forward, y left, z up; pitch > 0 looks down) or from a tf transform of the optical frame.
@@ -27,7 +28,7 @@ Inverse perspective mapping under a flat-ground assumption (docs/node.md, "Groun
   (cell -> pixel index or -1, and the distance to the camera) computed once, so that
   :meth:`GroundGrid.fuse` costs a gather per frame. Fusion rule: each cell takes the value of
   the nearest camera (optical centre to cell centre) that sees its centre; on a tie, the
-  camera added first.
+  camera listed first in the grid's ``cameras``.
 
 Cells: 0 drivable, 100 not drivable, -1 unknown. The grid array is (rows along y, columns
 along x), so its row-major bytes are ``nav_msgs/OccupancyGrid`` data ``[i + j * width]``.
@@ -43,6 +44,7 @@ DISTORTION_MODELS = ('plumb_bob', 'rational_polynomial', 'equidistant')
 FREE, OCCUPIED, UNKNOWN = 0, 100, -1
 MAX_CELLS = 16_000_000  # 4000 x 4000; more is a typo in range or resolution
 _TIE_M = 1e-6  # distances closer than this are a tie (first camera wins)
+_ROTATION_TOLERANCE = 1e-4  # calibration files print R to about 8 digits
 
 
 class CameraInfoError(ValueError):
@@ -92,13 +94,49 @@ def _distortion(model, coefficients):
     return np.pad(coefficients, (0, 8 - count))
 
 
+def _intrinsics(matrix, name):
+    """Check a 3x3 camera matrix (K, or P's left 3x3) and scale it to matrix[2, 2] = 1."""
+    if (abs(np.linalg.det(matrix)) < 1e-12 or matrix[2, 2] == 0 or matrix[0, 0] <= 0
+            or matrix[1, 1] <= 0):
+        raise CameraInfoError(name, f'is singular or has a focal length <= 0: {matrix.ravel()}')
+    return matrix / matrix[2, 2]
+
+
+def _rectification(info):
+    """Return R (raw optical frame -> rectified), identity when it is unset or all zero."""
+    value = _field(info, 'r', 'R', 'rectification_matrix')
+    if isinstance(value, dict):
+        value = value.get('data')
+    if value is None or not len(value):
+        return np.eye(3)
+    r = _matrix(value, 3, 3, 'R')
+    if not r.any():  # uncalibrated drivers publish zeros
+        return np.eye(3)
+    if (np.abs(r @ r.T - np.eye(3)).max() > _ROTATION_TOLERANCE
+            or np.linalg.det(r) < 0):
+        raise CameraInfoError('R', f'is not a rotation matrix: {r.ravel()}')
+    return r
+
+
+def _projection(info):
+    """Return (3x3 intrinsics, (Tx, Ty)) of a rectified image's P."""
+    p = _matrix(_field(info, 'p', 'P', 'projection_matrix'), 3, 4, 'P')
+    if p[2, 0] or p[2, 1] or p[2, 3]:
+        raise CameraInfoError('P', f'expected the last row [0, 0, fz, 0], got {p[2].tolist()}')
+    k = _intrinsics(p[:, :3].copy(), 'P')
+    return k, p[:2, 3] / p[2, 2]
+
+
 @dataclass(frozen=True, eq=False)
 class CameraModel:
     """
     A camera's intrinsics at the resolution of its images.
 
     ``k`` is the 3x3 camera matrix, ``d`` 8 distortion coefficients (OpenCV order: k1, k2, p1,
-    p2, k3, k4, k5, k6 for plumb_bob and rational_polynomial; k1..k4 for equidistant).
+    p2, k3, k4, k5, k6 for plumb_bob and rational_polynomial; k1..k4 for equidistant). A
+    rectified image has no distortion, ``k`` from P, ``rotation`` R (a point X of the camera's
+    optical frame is R X in the rectified one) and ``offset`` P's (Tx, Ty), as CameraInfo
+    defines them: [u v w] = P [R X; 1].
     """
 
     width: int
@@ -106,41 +144,54 @@ class CameraModel:
     k: np.ndarray
     d: np.ndarray
     distortion_model: str
+    rotation: np.ndarray = None  # R; None: the identity
+    offset: tuple = (0.0, 0.0)  # P's Tx, Ty (pixels times metres)
 
     @classmethod
-    def from_camera_info(cls, info):
+    def from_camera_info(cls, info, rectified=False):
         """
         Read a ``sensor_msgs/CameraInfo`` (rclpy, rosbags, dict) or calibration YAML dict.
 
-        Binning and a region of interest are applied to K as image_geometry does, so the
-        model describes the published image. Raises :class:`CameraInfoError` naming the
-        field: a zero size, a singular K, unknown distortion or a wrong coefficient count.
+        ``rectified``: the images are rectified (``image_rect``), so they are described by P
+        and R, not K and D. Binning and a region of interest are applied as image_geometry
+        does, so the model describes the published image (a region of interest only to raw
+        images). Raises :class:`CameraInfoError` naming the field: a zero size, a singular K
+        or P, unknown distortion, a wrong coefficient count, an R that is not a rotation.
         """
         width = _field(info, 'width', 'image_width')
         height = _field(info, 'height', 'image_height')
         if not isinstance(width, (int, np.integer)) or not isinstance(height, (int, np.integer)):
             raise CameraInfoError('width', f'expected integer width and height, got '
                                   f'{width!r} x {height!r}')
-        k = _matrix(_field(info, 'k', 'K', 'camera_matrix'), 3, 3, 'K')
-        if abs(np.linalg.det(k)) < 1e-12 or k[2, 2] == 0 or k[0, 0] <= 0 or k[1, 1] <= 0:
-            raise CameraInfoError('K', f'is singular or has a focal length <= 0: {k.ravel()}')
-        model = str(_field(info, 'distortion_model') or 'plumb_bob')
-        d = _field(info, 'd', 'D', 'distortion_coefficients')
-        if isinstance(d, dict):
-            d = d.get('data')
-        d = _distortion(model, np.zeros(0) if d is None or not len(d)
-                        else _matrix(d, 1, -1, 'D').ravel())
         width, height = int(width), int(height)
-        binning = [int(_field(info, 'binning_x') or 0), int(_field(info, 'binning_y') or 0)]
         roi = _field(info, 'roi')
-        k = k / k[2, 2]
-        if roi is not None and getattr(roi, 'width', 0) and getattr(roi, 'height', 0):
+        cropped = (roi is not None and getattr(roi, 'width', 0) and getattr(roi, 'height', 0)
+                   and (roi.x_offset, roi.y_offset, roi.width, roi.height)
+                   != (0, 0, width, height))
+        rotation, offset = None, np.zeros(2)
+        if rectified:
+            if cropped:
+                raise CameraInfoError('roi', 'a region of interest of a rectified image is '
+                                      'not supported; publish the full rectified image')
+            k, offset = _projection(info)
+            rotation, model, d = _rectification(info), 'plumb_bob', np.zeros(8)
+        else:
+            k = _intrinsics(_matrix(_field(info, 'k', 'K', 'camera_matrix'), 3, 3, 'K'), 'K')
+            model = str(_field(info, 'distortion_model') or 'plumb_bob')
+            d = _field(info, 'd', 'D', 'distortion_coefficients')
+            if isinstance(d, dict):
+                d = d.get('data')
+            d = _distortion(model, np.zeros(0) if d is None or not len(d)
+                            else _matrix(d, 1, -1, 'D').ravel())
+        binning = [int(_field(info, 'binning_x') or 0), int(_field(info, 'binning_y') or 0)]
+        if cropped:
             k[0, 2] -= roi.x_offset
             k[1, 2] -= roi.y_offset
             width, height = int(roi.width), int(roi.height)
         for axis, factor in enumerate(binning):
             if factor > 1:
                 k[axis] /= factor
+                offset[axis] /= factor
                 if axis == 0:
                     width //= factor
                 else:
@@ -148,7 +199,8 @@ class CameraModel:
         if width <= 0 or height <= 0:
             raise CameraInfoError('width' if width <= 0 else 'height',
                                   f'the image size is {width}x{height}')
-        return cls(width, height, k, d, 'equidistant' if model == 'equidistant' else model)
+        return cls(width, height, k, d, 'equidistant' if model == 'equidistant' else model,
+                   rotation, (float(offset[0]), float(offset[1])))
 
     def check_size(self, width, height):
         """Raise :class:`CameraInfoError` naming width or height when the image differs."""
@@ -162,7 +214,12 @@ class CameraModel:
         return (other is not None and self.width == other.width
                 and self.height == other.height
                 and self.distortion_model == other.distortion_model
-                and np.array_equal(self.k, other.k) and np.array_equal(self.d, other.d))
+                and np.array_equal(self.k, other.k) and np.array_equal(self.d, other.d)
+                and np.array_equal(self._rotation(), other._rotation())
+                and tuple(self.offset) == tuple(other.offset))
+
+    def _rotation(self):
+        return np.eye(3) if self.rotation is None else self.rotation
 
     def _distort(self, x, y):
         """Return distorted normalised coordinates and the radius up to which they are valid."""
@@ -209,14 +266,16 @@ class CameraModel:
         the image (pixel centres at integer coordinates, as in OpenCV and ROS).
         """
         points = np.asarray(points, np.float64)
+        if self.rotation is not None:  # into the rectified frame
+            points = points @ self.rotation.T
         z = points[:, 2]
         front = z > 1e-9
         safe = np.where(front, z, 1.0)
         x, y = points[:, 0] / safe, points[:, 1] / safe
         xd, yd, limit = self._distort(x, y)
         k = self.k
-        u = k[0, 0] * xd + k[0, 1] * yd + k[0, 2]
-        v = k[1, 1] * yd + k[1, 2]
+        u = k[0, 0] * xd + k[0, 1] * yd + k[0, 2] + self.offset[0] / safe
+        v = k[1, 1] * yd + k[1, 2] + self.offset[1] / safe
         seen = front & (np.hypot(x, y) < limit)
         seen &= (u >= -0.5) & (u < self.width - 0.5) & (v >= -0.5) & (v < self.height - 0.5)
         return u, v, seen
@@ -312,10 +371,12 @@ class GroundGrid:
 
     ``grid_range`` is (x_min, x_max, y_min, y_max) in m; there are ``width`` = ceil((x_max -
     x_min) / resolution) columns along x and ``height`` rows along y, cell (i, j) centred at
-    (x_min + (i + 0.5) * resolution, y_min + (j + 0.5) * resolution).
+    (x_min + (i + 0.5) * resolution, y_min + (j + 0.5) * resolution). ``cameras`` orders the
+    cameras for ties (the first wins); cameras not listed come after them, in the order they
+    got their lookup tables.
     """
 
-    def __init__(self, grid_range, resolution):
+    def __init__(self, grid_range, resolution, cameras=()):
         """Lay out the cells; raise ValueError for an empty or huge grid."""
         x_min, x_max, y_min, y_max = (float(v) for v in grid_range)
         resolution = float(resolution)
@@ -335,6 +396,7 @@ class GroundGrid:
         ys = y_min + (np.arange(self.height) + 0.5) * resolution
         grid_x, grid_y = np.meshgrid(xs, ys)  # rows along y: row-major is data[i + j * width]
         self.centres = np.stack([grid_x.ravel(), grid_y.ravel(), np.zeros(grid_x.size)], 1)
+        self._rank = {name: index for index, name in enumerate(cameras)}
         self._cameras = {}  # name -> (model, pose, pixel index or -1, distance)
         self._plans = {}  # frozenset of names -> [(name, cells, pixels)]
         self._lut = np.full(256, OCCUPIED, np.int8)
@@ -386,7 +448,8 @@ class GroundGrid:
         key = frozenset(names)
         plan = self._plans.get(key)
         if plan is None:
-            ordered = [n for n in self._cameras if n in key]
+            ordered = sorted((n for n in self._cameras if n in key),
+                             key=lambda n: self._rank.get(n, len(self._rank)))  # stable
             distances = np.stack([self._cameras[n][3] for n in ordered])
             # Earlier cameras win ties: they get the distance a little shorter.
             distances = distances - _TIE_M * np.arange(len(ordered), 0, -1)[:, None]

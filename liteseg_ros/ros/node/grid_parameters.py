@@ -33,7 +33,8 @@ PREFIX = 'ground_grid.'
 GRID_PARAMETERS = {
     'ground_grid.enabled': (False, 'bool: publish segmentation/drivable_grid '
                                    '(nav_msgs/OccupancyGrid) fused from all cameras'),
-    'ground_grid.frame_id': ('base_link', 'string: frame of the grid; its z = 0 is the ground'),
+    'ground_grid.frame_id': ('base_footprint', 'string: frame of the grid; its z = 0 is the '
+                                               'ground (REP 105: base_footprint)'),
     'ground_grid.resolution': (0.1, 'double, m: cell size (> 0)'),
     'ground_grid.range': ([0.0, 40.0, -20.0, 20.0],
                           'double[4], m: x_min, x_max, y_min, y_max of the grid in frame_id'),
@@ -41,6 +42,18 @@ GRID_PARAMETERS = {
                                              "(camera_poses) or 'tf' (needs tf2_ros)"),
     'ground_grid.camera_poses': ([], 'double[]: 6 per camera, in cameras order: x, y, z (m), '
                                      'roll, pitch, yaw (rad) of the camera body in frame_id'),
+    'ground_grid.max_age_ms': (1000.0, 'double, ms: fuse each camera whose newest frame is at '
+                                       "most this much older than the grid's stamp"),
+    'ground_grid.rectified': (False, 'bool: the images are rectified (image_rect): project '
+                                     'with CameraInfo P and R instead of K and D'),
+    'ground_grid.tf_timeout_ms': (50.0, 'double, ms: with tf, wait this long for the '
+                                        "transform at a frame's stamp"),
+}
+
+# Bounds (inclusive) of the numbers, also the descriptors' ranges.
+GRID_RANGES = {
+    'ground_grid.max_age_ms': (0.0, 3600000.0),
+    'ground_grid.tf_timeout_ms': (0.0, 10000.0),
 }
 
 
@@ -49,11 +62,14 @@ class GridSettings:
     """The checked ``ground_grid.*`` values; ``poses`` {camera: Pose} with 'parameters'."""
 
     enabled: bool = False
-    frame_id: str = 'base_link'
+    frame_id: str = 'base_footprint'
     resolution: float = 0.1
     grid_range: tuple = (0.0, 40.0, -20.0, 20.0)  # ground_grid.range
     extrinsics: str = 'parameters'
     camera_poses: list = field(default_factory=list)
+    max_age_ms: float = 1000.0
+    rectified: bool = False
+    tf_timeout_ms: float = 50.0
     poses: dict = field(default_factory=dict)
 
 
@@ -90,7 +106,7 @@ def _resolution(value):
 def _frame_id(value):
     if not isinstance(value, str) or not value.strip() or value.strip().startswith('/'):
         raise _error("parameter 'ground_grid.frame_id': expected a tf frame name without a "
-                     f"leading '/', e.g. 'base_link', got {value!r}")
+                     f"leading '/', e.g. 'base_footprint', got {value!r}")
     return value.strip()
 
 
@@ -98,6 +114,15 @@ def _bool(name, value):
     if not isinstance(value, bool):
         raise _error(f"parameter '{name}': expected true or false, got {value!r}")
     return value
+
+
+def _milliseconds(name, value):
+    low, high = GRID_RANGES[name]
+    if (not isinstance(value, (int, float)) or isinstance(value, bool)
+            or not math.isfinite(value) or not low <= value <= high):
+        raise _error(f"parameter '{name}': expected a number >= {low:g} and <= {high:g} (ms), "
+                     f'got {value!r}')
+    return float(value)
 
 
 def _extrinsics(value):
@@ -123,6 +148,10 @@ _CHECKS = {
     'ground_grid.range': _range,
     'ground_grid.extrinsics': _extrinsics,
     'ground_grid.camera_poses': _poses,
+    'ground_grid.max_age_ms': lambda value: _milliseconds('ground_grid.max_age_ms', value),
+    'ground_grid.rectified': lambda value: _bool('ground_grid.rectified', value),
+    'ground_grid.tf_timeout_ms': lambda value: _milliseconds('ground_grid.tf_timeout_ms',
+                                                             value),
 }
 
 
