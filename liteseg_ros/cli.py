@@ -53,11 +53,13 @@ LOG = logging.getLogger('liteseg')
 
 DEMO_HEIGHT, DEMO_WIDTH = 512, 1024
 OVERLAY_ALPHA = 0.5
+DEMO_ZOO_NAME = 'pp_liteseg_{variant}_cityscapes_0.5'
 RANDOM_WEIGHTS_WARNING = (
     'No --checkpoint given: using PP-LiteSeg-{variant} with RANDOM weights. The masks are '
-    "meaningless without trained weights. Convert PaddleSeg's released weights with "
-    '`python -m training.convert_paddle SRC.pdparams OUT.pt --variant {variant} '
-    '--num-classes 19 --dataset cityscapes` and pass --checkpoint OUT.pt.')
+    "meaningless without trained weights. Fetch PaddleSeg's released weights with "
+    '`liteseg weights get pp_liteseg_{variant}_cityscapes_0.5` (or convert a downloaded '
+    '.pdparams with `python -m training.convert_paddle SRC.pdparams OUT.pt --variant '
+    '{variant} --num-classes 19 --dataset cityscapes`) and pass --checkpoint with it.')
 
 
 def build_parser():
@@ -210,9 +212,25 @@ def _size(text):
 
 
 def _demo_checkpoint(checkpoint, variant, scratch):
-    """Return (checkpoint path, True if the weights are random)."""
+    """
+    Return (checkpoint path, True if the weights are random).
+
+    Without a checkpoint: PaddleSeg's released Cityscapes weights of the variant (scale 0.5,
+    ``liteseg weights get``) when they can be fetched, else random ones, loudly.
+    """
+    from liteseg_ros.inference import weights
+
     if checkpoint is not None:
-        return checkpoint, False
+        return weights.checkpoint_file(checkpoint), False
+    name = DEMO_ZOO_NAME.format(variant=variant)
+    try:
+        path = weights.get(name)
+    except weights.WeightsError as exc:
+        print('Cannot fetch the released weights %s: %s' % (name, exc), flush=True)
+    else:
+        print("No --checkpoint given: using PaddleSeg's released weights %s (zoo mIoU %s), "
+              'cached at %s' % (name, weights.CATALOGUE[name].zoo_miou, path), flush=True)
+        return path, False
     message = RANDOM_WEIGHTS_WARNING.format(variant=variant)
     LOG.warning(message)
     print('\n' + '!' * 79 + '\nWARNING: ' + message + '\n' + '!' * 79 + '\n', flush=True)
@@ -271,7 +289,10 @@ def run_demo(args):
 
 def _node_demo_model(args, scratch):
     """Return (model file for the node, backend, True if the weights are random)."""
-    if args.checkpoint is not None and not Path(args.checkpoint).is_file():
+    from liteseg_ros.inference.weights import is_zoo_name
+
+    if (args.checkpoint is not None and not Path(args.checkpoint).is_file()
+            and not is_zoo_name(args.checkpoint)):
         raise OSError('%s: no such model file (give a liteseg checkpoint .pt, an ONNX model '
                       'or a TensorRT engine)' % args.checkpoint)
     checkpoint, random_weights = _demo_checkpoint(args.checkpoint, args.variant, scratch)

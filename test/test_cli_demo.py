@@ -16,6 +16,7 @@
 
 import os
 from pathlib import Path
+import socket
 import subprocess
 import sys
 
@@ -78,13 +79,21 @@ def check_outputs(out, palette):
     return ids
 
 
-def test_demo_random_weights(tmp_path):
+def test_demo_random_weights(tmp_path, monkeypatch):
+    """Released weights out of reach (a closed port as the zoo mirror): random, loudly."""
     from liteseg_ros.classes import CITYSCAPES_PALETTE
 
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv('LITESEG_WEIGHTS_URL', f'http://127.0.0.1:{port}')
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
     out = tmp_path / 'out'
     result = run_cli('demo', '--output', out, '--variant', 't')
     assert result.returncode == 0, result.stdout + result.stderr
+    assert 'Cannot fetch the released weights pp_liteseg_t_cityscapes_0.5' in result.stdout
     assert 'RANDOM weights' in result.stdout and 'RANDOM weights' in result.stderr
+    assert 'liteseg weights get pp_liteseg_t_cityscapes_0.5' in result.stdout
     assert 'training.convert_paddle' in result.stdout
     for name in FILES:
         assert str(out / name) in result.stdout

@@ -313,3 +313,14 @@ def test_get_gives_paddleseg_logits(cache, server, name, case):
                         rel=np.finfo(np.float32).eps * 32)
     assert_logits_close(ours32, ref64, f'{name} ours32 vs paddle64')
     assert os.listdir(cache / 'downloads') == []
+
+
+def test_demo_uses_the_released_weights_when_it_can_fetch_them(cache, server, tmp_path):
+    """``liteseg demo`` without --checkpoint (``make demo`` runs node-demo the same way)."""
+    model = seeded_model()
+    server.files[zoo_path(CITY_T)] = paddle_format(model.state_dict(), paddle_names('t'))
+    result = liteseg('demo', '--output', str(tmp_path / 'out'))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"using PaddleSeg's released weights {CITY_T} (zoo mIoU 73.10% val)" in result.stdout
+    assert 'RANDOM' not in result.stdout + result.stderr
+    assert_same_weights(cache / f'{CITY_T}.pt', model)
