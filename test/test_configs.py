@@ -189,6 +189,24 @@ def test_overrides_are_yaml_values(tmp_path):
         load_config(path, ['train.iters.x=1'])
 
 
+@pytest.mark.parametrize('command', ['train', 'evaluate'])
+def test_train_and_evaluate_take_overrides_as_override_and_set(tmp_path, capsys, command):
+    pytest.importorskip('torch')
+    import importlib
+
+    main = importlib.import_module(f'training.{command}').main
+    path = _write(tmp_path / 'c.yaml', MINIMAL)
+    extra = ['--checkpoint', str(tmp_path / 'absent.pt')] if command == 'evaluate' else []
+    for first, second in (('--override', '--set'), ('--set', '--override')):
+        # One list, in order: the second option mends the first's eval.scales and breaks
+        # model.variant, so only the variant is reported.
+        argv = ['--config', str(path), *extra, first, 'eval.scales=[]', 'train.iters=5',
+                second, 'eval.scales=[1.0]', 'model.variant=x']
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "model.variant: expected 't' or 'b'" in err and 'eval.scales' not in err, err
+
+
 @pytest.mark.parametrize('override, key, message', [
     ('model.variant=x', 'model.variant', "expected 't' or 'b'"),
     ('model.variant=null', 'model.variant', 'missing required key'),

@@ -76,6 +76,16 @@ def test_auto_scheme_follows_the_measurements_and_the_engine():
     assert all(scheme_settings(s)['per_channel'] for s in ('trt', 'cpu-avx2', 'cpu-vnni'))
 
 
+def test_export_help_says_what_auto_picks(capsys, monkeypatch):
+    monkeypatch.setenv('COLUMNS', '500')  # one line per option: no wrapping inside names
+    with pytest.raises(SystemExit):
+        export_main(['--help'])
+    text = capsys.readouterr().out
+    assert f"auto: trt with --engine, else {resolve_scheme('auto')} on every CPU" in text
+    assert resolve_scheme('auto', engine=True) == 'trt'
+    assert 'VNNI: cpu-vnni' not in text
+
+
 def test_trt_scheme_is_int8_only_with_zero_points_zero_and_per_channel_weights(fp32):
     from onnx import numpy_helper
 

@@ -189,6 +189,20 @@ def load_config(path, overrides=None):
     return resolve_config(config, str(path))
 
 
+def add_override_arguments(parser):
+    """
+    Add the config-override option to an argparse ``parser``: ``--override`` or ``--set``.
+
+    Both names mean the same (training.train took one, training.evaluate the other): one or
+    more ``a.b.c=value`` each time, repeatable; they end up in ``args.overrides`` in order.
+    """
+    parser.add_argument('--override', '--set', dest='overrides', nargs='+', action='extend',
+                        default=[], metavar='KEY=VALUE',
+                        help='override config values (values parsed as YAML), e.g. '
+                             'train.iters=1000 dataset.root=/data/cityscapes; --set is the '
+                             'same option')
+
+
 def resolve_config(config, source='config'):
     """
     Return a copy of ``config`` with the defaults filled in, validated.

@@ -26,7 +26,8 @@ Usage::
 
     python -m training.evaluate --config training/configs/pp_liteseg_t_cityscapes_0.5.yaml \\
         --checkpoint model.pt [--flip] [--scales 0.75 1.0 1.25] [--split val] [--output DIR]
-        [--cityscapes-test-output DIR] [--size W H] [--device cuda] [--set key=value ...]
+        [--cityscapes-test-output DIR] [--size W H] [--device cuda]
+        [--set|--override key=value ...]
 
 prints a per-class IoU table (n/a for a class with neither labels nor predictions), PaddleSeg's
 mIoU over all classes, the Cityscapes script's mIoU over the present classes (each named by
@@ -51,7 +52,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
-from training.config import load_config
+from training.config import add_override_arguments, load_config
 from training.datasets import build_dataset, CityscapesDataset, DatasetError
 from training.metrics import ConfusionMatrix
 from training.transforms import build_eval_transforms
@@ -216,12 +217,11 @@ def main(argv=None):
                         help='also write label-id PNGs for the Cityscapes evaluation server')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--num-workers', type=int, default=2, help='data loader workers')
-    parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
-                        help='override a config value, e.g. dataset.root=/data/cityscapes')
+    add_override_arguments(parser)
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.config, args.set)
+        config = load_config(args.config, args.overrides)
         model = load_model(args.checkpoint).to(args.device)
         num_classes = config['model']['num_classes']
         if model.config['num_classes'] != num_classes:

@@ -18,7 +18,7 @@ Train PP-LiteSeg as PaddleSeg does, in one process or under ``torchrun`` (DDP).
 Usage::
 
     python -m training.train --config training/configs/X.yaml [--resume]
-        [--override train.iters=1000 ...] [--output-dir DIR] [--device auto|cpu|cuda]
+        [--override|--set train.iters=1000 ...] [--output-dir DIR] [--device auto|cpu|cuda]
         [--deterministic] [--stop-at N] [--init-from CKPT.pt] [--no-progress]
     torchrun --nproc-per-node 4 -m training.train --config training/configs/X.yaml
 
@@ -60,7 +60,7 @@ from tqdm import tqdm
 from training.checkpoints import (BEST, LAST, load_initial_weights, load_pretrained_backbone,
                                   load_training_checkpoint, plain, remove_unfinished_writes,
                                   save_training_checkpoint)
-from training.config import AMP_MODES, resolve_config
+from training.config import add_override_arguments, AMP_MODES, load_config, resolve_config
 from training.distributed import convert_batchnorm, Dist
 from training.errors import TrainError
 from training.logs import CSV_NAME, CsvLog, redraw_curves, TensorBoard
@@ -459,8 +459,7 @@ def parse_args(argv=None):
     parser.add_argument('--config', required=True, help='YAML config (training/configs/*.yaml)')
     parser.add_argument('--resume', action='store_true',
                         help='continue from OUTPUT_DIR/last.pt')
-    parser.add_argument('--override', nargs='+', action='extend', default=[], metavar='KEY=VAL',
-                        help='override config values, e.g. train.iters=1000 optimizer.lr=0.01')
+    add_override_arguments(parser)
     parser.add_argument('--output-dir', help='output directory (default: output_dir of config)')
     parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'),
                         help='auto: CUDA when available')
@@ -479,8 +478,7 @@ def main(argv=None):
     """Run the command line; user errors end in one line naming the problem (exit code 2)."""
     args = parse_args(argv)
     try:
-        from training.config import load_config
-        config = load_config(args.config, args.override or None)
+        config = load_config(args.config, args.overrides)
         train(config, output_dir=args.output_dir, resume=args.resume,
               deterministic=args.deterministic, device=args.device,
               progress=not args.no_progress, stop_at=args.stop_at, init_from=args.init_from)
