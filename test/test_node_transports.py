@@ -131,7 +131,7 @@ def transport_env(transport):
 
 @pytest.fixture(scope='module')
 def onnx_model(tmp_path_factory):
-    """A seeded PP-LiteSeg-T at 128x256: fast enough that the transport is what is timed."""
+    """Export a seeded PP-LiteSeg-T at 128x256: fast, so the transport is what is timed."""
     from training.export import export_onnx
 
     root = tmp_path_factory.mktemp('transport_model')
