@@ -13,7 +13,7 @@
 # limitations under the License.
 
 
-"""The layering of docs/architecture.md holds: import-linter's contracts in setup.cfg."""
+"""The layering of docs/architecture.md holds, without import cycles: import-linter's contracts."""
 
 from pathlib import Path
 import shutil
@@ -45,7 +45,7 @@ def copy_packages(destination):
 def test_contracts_hold():
     result = lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert 'Contracts: 3 kept, 0 broken.' in result.stdout
+    assert 'Contracts: 4 kept, 0 broken.' in result.stdout
 
 
 def test_node_parameter_modules_import_one_way():
@@ -60,20 +60,31 @@ def test_node_parameter_modules_import_one_way():
                                   imported=node + 'parameters')
 
 
+LAYERS = 'ros over bags over inference over model'
+ACYCLIC = 'no import cycles between the modules of a package'
+
+
 @pytest.mark.parametrize('module, line, broken', [
+    # An import up the layers also closes a cycle: the layer above imports this one.
     ('liteseg_ros/model/uses_inference.py', 'import liteseg_ros.inference.segmenter',
-     'ros over bags over inference over model'),
+     (LAYERS, ACYCLIC)),
     ('liteseg_ros/bags/uses_node.py', 'from liteseg_ros.ros import segment_node',
-     'ros over bags over inference over model'),
-    ('training/uses_ros.py', 'import liteseg_ros.ros.messages',
-     'training never uses ros'),
+     (LAYERS, ACYCLIC)),
+    ('training/uses_ros.py', 'import liteseg_ros.ros.messages', ('training never uses ros',)),
     ('liteseg_ros/inference/uses_rclpy.py', 'import rclpy',
-     'only liteseg_ros.ros speaks ROS 2'),
+     ('only liteseg_ros.ros speaks ROS 2',)),
+    # fleet_report imports fleet_bag: an import back closes a cycle, and breaks nothing else.
+    ('liteseg_ros/bags/fleet_bag.py', 'from liteseg_ros.bags import fleet_report', (ACYCLIC,)),
 ])
 def test_a_violation_breaks_its_contract(tmp_path, module, line, broken):
     copy_packages(tmp_path)
-    (tmp_path / module).write_text(f'"""A deliberate layering violation."""\n\n{line}\n')
+    planted = tmp_path / module
+    if planted.exists():
+        planted.write_text(f'{planted.read_text()}\n{line}\n')
+    else:
+        planted.write_text(f'"""A deliberate layering violation."""\n\n{line}\n')
     result = lint_imports(tmp_path)
     assert result.returncode != 0
-    assert 'Contracts: 2 kept, 1 broken.' in result.stdout
-    assert f'{broken}' in result.stdout.split('Broken contracts')[1]
+    assert f'Contracts: {4 - len(broken)} kept, {len(broken)} broken.' in result.stdout
+    report = result.stdout.split('Broken contracts')[1]
+    assert all(name in report for name in broken), report
