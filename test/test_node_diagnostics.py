@@ -132,12 +132,25 @@ def test_node_status():
     assert (result.name, result.level, result.message) == ('node', OK, 'active')
     assert result.values == {'state': 'active', 'model': 'onnxruntime (model.onnx)',
                              'batches': '3', 'batch_sizes': '1:2 2:1',
-                             'backend_ms_p50': '20.0'}
+                             'backend_ms_p50': '20.0', 'confidence': 'ok',
+                             'confidence_failures': '0', 'confidence_error': '-'}
     inactive = node_status('inactive', '', BatchCounters())
     assert (inactive.level, inactive.message) == (WARN, 'inactive, not segmenting')
     assert inactive.values['model'] == '-' and inactive.values['batch_sizes'] == '-'
     failed = node_status('unconfigured', '', BatchCounters(), 'no such file')
     assert (failed.level, failed.message) == (ERROR, 'configure failed: no such file')
+
+
+def test_failing_confidence_warns_with_the_error_and_the_next_try():
+    paused = node_status('active', 'm', BatchCounters(), confidence=(3, 'CUDA out of memory', 4.0))
+    assert paused.level == WARN
+    assert paused.message == ('confidence failed 3 times in a row, the confidence output pauses '
+                              '(next try in 4.0 s): CUDA out of memory')
+    assert (paused.values['confidence'], paused.values['confidence_failures'],
+            paused.values['confidence_error']) == ('paused', '3', 'CUDA out of memory')
+    # A failed configure or an inactive node says that first; the values still tell.
+    failed = node_status('unconfigured', '', BatchCounters(), 'no such file', (1, 'oom', 1.0))
+    assert failed.level == ERROR and failed.values['confidence'] == 'paused'
 
 
 def test_counters_copy_is_a_snapshot():

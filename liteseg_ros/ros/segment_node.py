@@ -246,7 +246,9 @@ class SegmentNode(LifecycleNode):
         state = self._state
         with self._lock:
             batches = self._batches.copy()
-        return node_status(state, self._model_description, batches, self._configure_error)
+        pipeline = self._pipeline
+        return node_status(state, self._model_description, batches, self._configure_error,
+                           pipeline.confidence_status() if pipeline is not None else None)
 
     def _camera_status(self, camera):
         now = time.monotonic()

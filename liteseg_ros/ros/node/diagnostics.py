@@ -115,23 +115,32 @@ def percentile(values, q):
     return float(np.percentile(np.fromiter(values, float), q)) if len(values) else math.nan
 
 
-def node_status(state, model, batches, configure_error=''):
+def node_status(state, model, batches, configure_error='', confidence=None):
     """
     Return the node's Status.
 
     ``state`` is the lifecycle state label, ``model`` a description or '', ``batches`` a
-    BatchCounters snapshot. ERROR when configure failed, WARN when not active, OK otherwise.
+    BatchCounters snapshot, ``confidence`` None or (failures in a row, last error, seconds to
+    the next try) while computing confidence fails (``Pipeline.confidence_status``). ERROR
+    when configure failed, WARN when not active or while confidence fails, OK otherwise.
     """
     values = {
         'state': state, 'model': model or '-',
         'batches': str(batches.batches),
         'batch_sizes': ' '.join(f'{k}:{v}' for k, v in sorted(batches.sizes.items())) or '-',
         'backend_ms_p50': f'{percentile(batches.backend_ms, 50):.1f}',
+        'confidence': 'ok' if confidence is None else 'paused',
+        'confidence_failures': str(confidence[0] if confidence else 0),
+        'confidence_error': confidence[1] if confidence else '-',
     }
     if configure_error:
         return Status('node', ERROR, f'configure failed: {configure_error}', values)
     if state != 'active':
         return Status('node', WARN, f'{state}, not segmenting', values)
+    if confidence is not None:
+        failures, error, retry_s = confidence
+        return Status('node', WARN, f'confidence failed {failures} times in a row, the '
+                      f'confidence output pauses (next try in {retry_s:.1f} s): {error}', values)
     return Status('node', OK, 'active', values)
 
 

@@ -19,12 +19,28 @@ No rclpy here: a :class:`Pipeline` holds the Segmenters of one backend and the
 ``OutputRenderer`` of its classes; the worker feeds it frames and publishes what it renders.
 """
 
+import time
+from typing import NamedTuple
+
 from liteseg_ros.inference.backends import DeviceUnavailable, load_backend, resolve_backend
 from liteseg_ros.inference.outputs import OutputRenderer
 from liteseg_ros.inference.segmenter import Segmenter
 from liteseg_ros.inference.weights import resolve_model
 from liteseg_ros.ros.node.parameters import ParameterError
 import numpy as np
+
+#: Seconds without confidence after a failure to compute it: the first, doubling with each
+#: failure in a row up to the longest (a transient CUDA out-of-memory clears in seconds).
+CONFIDENCE_RETRY_S = 1.0
+CONFIDENCE_RETRY_MAX_S = 60.0
+
+
+class ConfidenceFailure(NamedTuple):
+    """Confidence failed ``failures`` times in a row, the last with ``error``."""
+
+    failures: int
+    error: str
+    retry_at: float  # on the Pipeline's clock
 
 
 def share_the_cpu(backend):
@@ -64,15 +80,22 @@ class Pipeline:
     """A loaded model: Segmenters (with and without confidence) and the output renderer."""
 
     def __init__(self, backend_name, segmenter, segmenter_confidence, renderer, description,
-                 log):
-        """Hold the parts made by :meth:`load`; ``log`` reports a confidence failure."""
+                 log, clock=time.monotonic):
+        """
+        Hold the parts made by :meth:`load`.
+
+        ``log`` reports confidence failures and recoveries; ``clock`` (seconds) times the
+        retries.
+        """
         self.backend_name = backend_name
         self.segmenter = segmenter
         self.segmenter_confidence = segmenter_confidence
         self.renderer = renderer
         self.description = description
-        self.confidence_error = None
+        # None while confidence works; replaced whole, so other threads read it consistently.
+        self.confidence_failure = None
         self._log = log
+        self._clock = clock
 
     @classmethod
     def load(cls, settings, node_name, log):
@@ -110,22 +133,39 @@ class Pipeline:
         """
         Segment a batch; return (Segmentations, backend time in ms).
 
-        With ``confidence``, the confidence is computed too, unless the model failed to give
-        it before: then (logged once) the outputs come without it from now on.
+        With ``confidence``, the confidence is computed too. When that fails, the batch is
+        segmented without it and confidence pauses: it is tried again after
+        ``CONFIDENCE_RETRY_S``, doubling with each failure in a row up to
+        ``CONFIDENCE_RETRY_MAX_S``; :meth:`confidence_status` reports it meanwhile.
         """
-        confidence = confidence and self.confidence_error is None
+        now = self._clock()
+        failure = self.confidence_failure
+        confidence = confidence and (failure is None or now >= failure.retry_at)
         segmenter = self.segmenter_confidence if confidence else self.segmenter
         try:
             results = segmenter(frames)
         except Exception as exc:
             if not confidence:
                 raise
-            self.confidence_error = str(exc)
-            self._log.error(f'the model cannot produce confidence, the confidence output stays '
-                            f'silent: {exc}')
+            failures = 1 if failure is None else failure.failures + 1
+            delay = min(CONFIDENCE_RETRY_S * 2 ** (failures - 1), CONFIDENCE_RETRY_MAX_S)
+            self.confidence_failure = ConfidenceFailure(failures, str(exc), now + delay)
+            self._log.error(f'computing confidence failed ({failures} in a row): {exc}; the '
+                            f'confidence output pauses, next try in {delay:g} s')
             segmenter = self.segmenter
             results = segmenter(frames)
+        else:
+            if confidence and failure is not None:
+                self.confidence_failure = None
+                self._log.info(f'confidence works again after {failure.failures} failures')
         return results, segmenter.timings.get('total', 0.0)
+
+    def confidence_status(self):
+        """Return (failures in a row, last error, seconds to the next try), or None when ok."""
+        failure = self.confidence_failure
+        if failure is None:
+            return None
+        return failure.failures, failure.error, max(0.0, failure.retry_at - self._clock())
 
     def render(self, wanted, image, result):
         """Return {output: array or PNG bytes} of one frame's Segmentation."""
