@@ -110,6 +110,81 @@ def test_sensitive_nodes_are_the_first_conv_the_head_and_every_resize(fp32):
     assert len(convs) == 3  # first conv + the head's two convs
 
 
+def int8_groups(model):
+    """
+    Return the first conv, the two head convs and every Resize of a QDQ ``model`` that run int8.
+
+    Found in the written graph itself: the first conv reads the graph input, the head convs
+    are the last two met walking up from the logits. A node runs int8 when it takes a weight
+    from a DequantizeLinear or feeds a QuantizeLinear (DQ -> node -> Q is an int8 group).
+    """
+    nodes = list(model.graph.node)
+    producer = {out: node for node in nodes for out in node.output}
+    readers = {}
+    for node in nodes:
+        for tensor in node.input:
+            readers.setdefault(tensor, []).append(node)
+
+    def origin(tensor):  # the tensor before any Q/DQ
+        node = producer.get(tensor)
+        while node is not None and node.op_type in ('QuantizeLinear', 'DequantizeLinear'):
+            tensor = node.input[0]
+            node = producer.get(tensor)
+        return tensor
+
+    image = model.graph.input[0].name
+    first = [n for n in nodes if n.op_type == 'Conv' and origin(n.input[0]) == image]
+    head, node = [], producer.get(model.graph.output[0].name)
+    while node is not None and len(head) < 2:
+        if node.op_type == 'Conv':
+            head.append(node)
+        node = producer.get(node.input[0])
+    resizes = [n for n in nodes if n.op_type == 'Resize']
+    assert len(first) == 1 and len(head) == 2 and resizes
+    int8 = []
+    for node in first + head + resizes:
+        weight = producer.get(node.input[1]) if node.op_type == 'Conv' else None
+        quantized_out = any(r.op_type == 'QuantizeLinear' for out in node.output
+                            for r in readers.get(out, []))
+        if (weight is not None and weight.op_type == 'DequantizeLinear') or quantized_out:
+            int8.append(node.name)
+    return int8, {n.name for n in first + head + resizes}
+
+
+@pytest.mark.parametrize('scheme', ['trt', 'cpu-avx2'])
+def test_the_retry_writes_the_sensitive_nodes_float(checkpoint, tmp_path, monkeypatch, scheme):
+    from training import quantize
+
+    folder = tmp_path / 'frames'
+    folder.mkdir()
+    for i in range(6):
+        cv2.imwrite(str(folder / f'{i}.png'), street_image(*SMALL, seed=80 + i)[..., ::-1])
+    real_compare, candidates = quantize.compare, []
+
+    def first_attempt_misses(reference, candidate, frames, config):
+        """The gate as it is, except that the all-int8 attempt misses it: the retry runs."""
+        candidates.append(candidate)
+        result = real_compare(reference, candidate, frames, config)
+        return dict(result, agreement=0.0) if len(candidates) == 1 else result
+
+    monkeypatch.setattr(quantize, 'compare', first_attempt_misses)
+    out = tmp_path / 'q.onnx'
+    assert export_main([str(checkpoint), '--onnx', str(out), '--precision', 'int8',
+                        '--calibration', str(folder), '--int8-scheme', scheme,
+                        '--min-agreement', '0.5']) == 0
+    assert len(candidates) == 2
+    first_int8, _ = int8_groups(candidates[0])
+    assert first_int8  # the all-int8 attempt has them int8: the check can tell
+    written = onnx.load(str(out))
+    int8, sensitive = int8_groups(written)
+    assert int8 == []
+    assert set(onnx_io(written)['float_nodes']) == sensitive
+    # Still an int8 model elsewhere, and it runs.
+    assert any(n.op_type == 'QuantizeLinear' for n in written.graph.node)
+    labels = load_backend(out, 'onnxruntime', 'cpu', threads=1).run(scenes(1))['labels']
+    assert labels.shape == (1, *SMALL)
+
+
 def test_the_gate_refuses_black_calibration_frames_with_figures_and_writes_nothing(
         checkpoint, tmp_path, capsys):
     folder = tmp_path / 'black'

@@ -161,8 +161,16 @@ def sensitive_nodes(model):
     return sorted(set(names + head_convs))
 
 
-def quantize_int8(model, frames, config, scheme, exclude=()):
-    """Return the int8 QDQ model of fp32 logits ``model`` calibrated on uint8 ``frames``."""
+def quantize_int8(model, frames, config, scheme, keep_float=False):
+    """
+    Return (int8 QDQ model, nodes kept float) of fp32 logits ``model``, calibrated on ``frames``.
+
+    With ``keep_float`` the sensitive nodes stay float. They are found in the graph that
+    ``quant_pre_process`` made, whose node names are the ones ``quantize_static`` matches, and
+    are excluded from quantization; their outputs lose the Q/DQ pairs ``quantize_static`` puts
+    on them for quantized consumers, since DequantizeLinear -> node -> QuantizeLinear is a
+    group that ONNX Runtime and TensorRT run in int8.
+    """
     from onnxruntime.quantization import quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -173,11 +181,43 @@ def quantize_int8(model, frames, config, scheme, exclude=()):
                                                             'int8.onnx'))
         onnx.save(model, str(source))
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=False)
+        exclude = sensitive_nodes(onnx.load(str(prepared))) if keep_float else []
         quantize_static(str(prepared), str(output), _Reader(inputs, _input_batch(model)),
-                        nodes_to_exclude=list(exclude), **settings)
+                        nodes_to_exclude=exclude, **settings)
         quantized = onnx.load(str(output))
+    _unquantize_outputs(quantized, exclude)
     _copy_metadata(model, quantized)
-    return quantized
+    return quantized, exclude
+
+
+def _unquantize_outputs(model, names):
+    """Let the consumers of the ``names`` nodes' outputs read them float: drop their Q/DQ."""
+    graph = model.graph
+    float_outputs = {out for node in graph.node if node.name in names for out in node.output}
+    readers = {}
+    for index, node in enumerate(graph.node):
+        for tensor in node.input:
+            readers.setdefault(tensor, []).append(index)
+    kept_names = {value.name for value in graph.output}
+    dropped, rename = set(), {}
+    for index, node in enumerate(graph.node):
+        if node.op_type != 'QuantizeLinear' or node.input[0] not in float_outputs:
+            continue
+        pairs = readers.get(node.output[0], [])
+        dequantized = [graph.node[i].output[0] for i in pairs]
+        if all(graph.node[i].op_type == 'DequantizeLinear' for i in pairs) and not (
+                kept_names & ({node.output[0]} | set(dequantized))):
+            dropped.update([index, *pairs])
+            rename.update({tensor: node.input[0] for tensor in dequantized})
+    nodes = [node for index, node in enumerate(graph.node) if index not in dropped]
+    for node in nodes:
+        node.input[:] = [rename.get(tensor, tensor) for tensor in node.input]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {tensor for node in graph.node for tensor in node.input}
+    initializers = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
 
 
 def convert_fp16(model):
@@ -267,18 +307,16 @@ def reduce_precision(model, precision, frames=None, scheme='auto', engine=False,
     scheme = resolve_scheme(scheme, engine)
     calibrate, held_out = split_frames(frames)
     held, generated = gate_frames(held_out, height, width)
-    attempts = [()]
-    attempts.append(tuple(sensitive_nodes(model)))
     results = []
-    for exclude in attempts:
-        candidate = quantize_int8(model, calibrate, config, scheme, exclude)
+    for keep_float in (False, True):  # then again with the sensitive nodes float
+        candidate, float_nodes = quantize_int8(model, calibrate, config, scheme, keep_float)
         result = compare(model, candidate, held, config)
         results.append(result)
-        kept = f' ({len(exclude)} sensitive nodes kept float)' if exclude else ''
+        kept = f' ({len(float_nodes)} sensitive nodes kept float)' if keep_float else ''
         log(f'int8 {scheme}{kept}: {_figures(result)}')
         if result['agreement'] >= min_agreement:
             summary = dict(calibration or {}, calibration_frames=int(len(calibrate)))
-            return _record(candidate, 'int8', scheme, result, summary, list(exclude),
+            return _record(candidate, 'int8', scheme, result, summary, float_nodes,
                            generated)
     tried = '; '.join(f"{'sensitive nodes float' if i else 'all nodes int8'}: {_figures(r)}"
                       for i, r in enumerate(results))
