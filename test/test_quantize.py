@@ -162,7 +162,7 @@ def test_the_retry_writes_the_sensitive_nodes_float(checkpoint, tmp_path, monkey
     real_compare, candidates = quantize.compare, []
 
     def first_attempt_misses(reference, candidate, frames, config):
-        """The gate as it is, except that the all-int8 attempt misses it: the retry runs."""
+        """Run the real gate, but fail the all-int8 attempt so that the retry runs."""
         candidates.append(candidate)
         result = real_compare(reference, candidate, frames, config)
         return dict(result, agreement=0.0) if len(candidates) == 1 else result
