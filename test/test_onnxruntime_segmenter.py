@@ -115,3 +115,21 @@ def test_output_renderer_gives_each_output_and_one_png_setting(tmp_path):
                                   color)
     assert encode_png(mask) == out['mask/compressed']
     assert output_topic('/cam0', 'mask/compressed') == '/cam0/segmentation/mask/compressed'
+
+
+def test_int8_model_has_float_logits_and_its_labels_are_their_argmax(tmp_path):
+    """A CPU int8 export ends in float logits (no Q/DQ pair on them); labels are their ArgMax."""
+    from liteseg_ros.inference.model_files import load_onnx
+    from liteseg_ros.inference.onnx_graph import LOGITS_OUTPUT
+
+    path = onnx_model('t_int8', tmp_path)
+    graph = load_onnx(path).graph
+    (producer,) = [node for node in graph.node if LOGITS_OUTPUT in node.output]
+    assert producer.op_type == 'Resize'
+    assert any(node.op_type == 'QuantizeLinear' for node in graph.node)
+    backend = load_backend(path, 'onnxruntime', device='cpu', threads=1)
+    frames = np.stack([street_image(128, 256, seed) for seed in range(3)])
+    logits = backend.run(frames, 'logits')['logits']
+    for confidence in (False, True):
+        labels = backend.run(frames, 'labels', confidence)['labels']
+        np.testing.assert_array_equal(labels, logits.argmax(1))
