@@ -15,8 +15,8 @@
 """
 Where the files of a segmentation dataset are: Cityscapes, CamVid (PaddleSeg lists), folders.
 
-No torch: training's datasets and ``liteseg dataset-to-bag`` list their (image, label) pairs
-and read their label PNGs here.
+No torch: training's datasets, ``liteseg dataset-to-bag`` and ``liteseg node-demo --images``
+list their (image, label) pairs and read their images and label PNGs here.
 """
 
 from pathlib import Path
@@ -127,6 +127,17 @@ def folder_files(images_dir, labels_dir=None, require_labels=True):
                 label = None
         files.append((image, label))
     return files
+
+
+def read_image(path):
+    """Return the HxWx3 uint8 RGB image at ``path`` as PaddleSeg reads it (OpenCV, BGR -> RGB)."""
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        reason = 'no such file' if not Path(path).is_file() else 'not a readable image'
+        raise DatasetError(f'{path}: cannot read image ({reason})')
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def read_label(path):

@@ -56,3 +56,41 @@ def test_device_cuda_without_cuda_is_one_line_and_cpu_runs(onnx_and_bag, tmp_pat
     assert liteseg_main(args + ['--device', 'cpu']) == 0
     summary = json.loads((tmp_path / 'o' / 'summary.json').read_text())
     assert summary['frames'] == 2 and summary['device'] == 'CPU'
+
+
+def _bag_with(path, topics):
+    """Write one message per (topic, encoding) of ``topics`` (mono8 = class ids) to a bag."""
+    with BagWriter(path, 'mcap') as writer:
+        for topic, encoding in topics:
+            image = make_street_scene(64, 96, seed=0)
+            if encoding == 'mono8':
+                image = image[..., 0] % 11
+            writer.write(topic, 10**9, image_message(image, encoding, header(1, 0, 'cam')))
+    return path
+
+
+def test_bag_eval_picks_the_only_image_and_label_topics(onnx_and_bag, tmp_path, capsys):
+    model, _ = onnx_and_bag
+    bag = _bag_with(tmp_path / 'bag', [('/camera/image_raw', 'rgb8'), ('/camera/labels', 'mono8')])
+    args = ['bag-eval', str(bag), '--model', str(model), '--output', str(tmp_path / 'o'),
+            '--no-progress', '--threads', '1', '--outputs', 'none']
+    assert liteseg_main(args) == 0
+    assert 'image topic /camera/image_raw, label topic /camera/labels' in capsys.readouterr().out
+    summary = json.loads((tmp_path / 'o' / 'summary.json').read_text())
+    assert summary['frames'] == 1 and summary['miou'] is not None
+
+
+@pytest.mark.parametrize('topics, found', [
+    ([('/a/image_raw', 'rgb8'), ('/b/image_raw', 'bgr8')], '2 image topic(s) and 0'),
+    ([('/a/image_raw', 'rgb8'), ('/a/labels', 'mono8'), ('/b/labels', 'mono8')],
+     '1 image topic(s) and 2'),
+])
+def test_bag_eval_ambiguous_topics_are_one_error_listing_them(onnx_and_bag, tmp_path, capsys,
+                                                              topics, found):
+    model, _ = onnx_and_bag
+    bag = _bag_with(tmp_path / 'bag', topics)
+    assert liteseg_main(['bag-eval', str(bag), '--model', str(model), '--output',
+                         str(tmp_path / 'o'), '--no-progress']) != 0
+    err = capsys.readouterr().err
+    assert 'Traceback' not in err and found in err and '--image-topic' in err
+    assert all(topic in err for topic, _ in topics)

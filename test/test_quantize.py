@@ -335,3 +335,39 @@ def test_int8_model_runs_in_liteseg_bench_and_bag_eval(fp32, tmp_path, capsys):
     summary = evaluate_bag(bag, ['/cam/image_raw'], segmenter, output_dir=tmp_path / 'out',
                            progress=False)
     assert json.dumps(summary) and (tmp_path / 'out').is_dir()
+
+
+def test_gate_frames_of_their_own_gate_int8_and_all_calibration_frames_calibrate(
+        checkpoint, fp32, tmp_path):
+    """``--gate SRC``: calibrate on every frame, gate on the other source's frames only."""
+    calibration, gate = scenes(4, seed=10), scenes(6, seed=40)
+    path = tmp_path / 'q.onnx'
+    export_onnx(checkpoint, path, precision='int8', frames=calibration, scheme='cpu-avx2',
+                min_agreement=0.5, calibration={'source': 'test'}, gate=gate, **QUIET)
+    model = onnx.load(str(path))
+    config, io = onnx_metadata(model, path)
+    assert io['calibration']['calibration_frames'] == 4  # none held out
+    assert io['gate']['frames'] == 6 and io['gate']['generated_frames'] == 0
+    # The recorded agreement is the gate frames' own, recomputed with the backends.
+    fp32_path = tmp_path / 'fp32.onnx'
+    onnx.save(fp32, str(fp32_path))
+    labels = [load_backend(p, 'onnxruntime', 'cpu', threads=1).run(gate)['labels']
+              for p in (fp32_path, path)]
+    assert io['gate']['agreement'] == pytest.approx((labels[0] == labels[1]).mean(), abs=1e-9)
+
+
+def test_export_gate_option_reads_its_own_source(checkpoint, tmp_path, capsys):
+    folder = tmp_path / 'val'
+    folder.mkdir()
+    for i in range(5):
+        cv2.imwrite(str(folder / f'{i}.png'), street_image(*SMALL, seed=60 + i)[..., ::-1])
+    out = tmp_path / 'q.onnx'
+    assert export_main([str(checkpoint), '--onnx', str(out), '--precision', 'int8',
+                        '--calibration', str(folder), '--gate', str(folder),
+                        '--min-agreement', '0.5']) == 0
+    io = onnx_io(onnx.load(str(out)))
+    assert io['gate']['frames'] == 5 and io['calibration']['calibration_frames'] == 5
+    assert io['calibration']['gate_source']['source'] == str(folder)
+    with pytest.raises(SystemExit):
+        export_main([str(checkpoint), '--onnx', str(out), '--gate', str(folder)])
+    assert '--gate needs --precision fp16 or int8' in capsys.readouterr().err

@@ -732,3 +732,30 @@ def test_node_demo_cli(tmp_path):
         assert (color == expected).all(-1).mean() > 0.99
         blend = cv2.imread(str(out / ('frame_%03d_overlay.png' % index)))[:, :, ::-1]
         assert np.abs(blend.astype(int) - overlay(frame, color, 0.5)).max() <= 1  # rounding
+
+
+def test_node_demo_images_are_sent_in_name_order(tmp_path):
+    """``node-demo --images DIR``: the folder's images, name order, each once by default."""
+    import argparse
+
+    from liteseg_ros.ros.node_demo import demo_frames
+
+    frames = {name: make_street_scene(40, 60, seed=i)
+              for i, name in enumerate(['b.png', 'a.png', 'c.jpg'])}
+    for name, rgb in frames.items():
+        cv2.imwrite(str(tmp_path / name), rgb[:, :, ::-1])
+    args = argparse.Namespace(images=tmp_path, frames=None, size=(64, 32))
+    count, images = demo_frames(args)
+    assert count == 3
+    for got, name in zip(images, ['a.png', 'b.png']):
+        np.testing.assert_array_equal(got, frames[name])  # PNG: lossless
+    # JPEG: PIL's decoder as the independent reference (RGB order), decoders round apart by 1
+    from PIL import Image as PILImage
+
+    jpeg = np.asarray(PILImage.open(tmp_path / 'c.jpg').convert('RGB')).astype(int)
+    assert np.abs(images[2] - jpeg).max() <= 1
+    args.frames = 2
+    assert len(demo_frames(args)[1]) == 2
+    args.images = tmp_path / 'missing'
+    with pytest.raises(ValueError, match='missing: image folder does not exist'):
+        demo_frames(args)

@@ -24,6 +24,7 @@ after N bytes, so resuming is observed on the wire, not assumed.
 
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import io
+import json
 import os
 from pathlib import Path
 import pickle
@@ -324,3 +325,25 @@ def test_demo_uses_the_released_weights_when_it_can_fetch_them(cache, server, tm
     assert f"using PaddleSeg's released weights {CITY_T} (zoo mIoU 73.10% val)" in result.stdout
     assert 'RANDOM' not in result.stdout + result.stderr
     assert_same_weights(cache / f'{CITY_T}.pt', model)
+
+
+def test_zoo_name_as_model_of_a_fleet_of_bags(cache, server, tmp_path):
+    """``bag-eval BAG BAG --model NAME``: fetched once, every bag evaluated with it."""
+    from liteseg_ros.bags.rosbag import BagWriter, header, image_message
+    from liteseg_ros.sample_images import make_street_scene
+
+    model = seeded_model()
+    server.files[zoo_path(CITY_T)] = paddle_format(model.state_dict(), paddle_names('t'))
+    bags = []
+    for i in range(2):
+        bags.append(tmp_path / f'drive{i}')
+        with BagWriter(bags[-1], 'mcap') as writer:
+            writer.write('/cam/image_raw', 10**9, image_message(
+                make_street_scene(64, 128, seed=i), 'rgb8', header(1, 0, 'cam')))
+    result = liteseg('bag-eval', *map(str, bags), '--model', CITY_T, '--backend', 'torch',
+                     '--output', str(tmp_path / 'fleet'), '--outputs', 'none', '--no-progress',
+                     '--threads', '1')
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((tmp_path / 'fleet' / 'summary.json').read_text())
+    assert summary['frames'] == 2 and summary['model'] == str(cache / f'{CITY_T}.pt')
+    assert len(server.requests) == 1  # one download for the whole fleet

@@ -35,24 +35,14 @@ accepts).
 
 from pathlib import Path
 
-import cv2
 from liteseg_ros.classes import (CAMVID_CLASSES, CAMVID_PALETTE, CITYSCAPES_CLASSES,
                                  CITYSCAPES_PALETTE, generic_palette)
 from liteseg_ros.dataset_files import (camvid_files, cityscapes_files, cityscapes_label_lut,
-                                       DatasetError, folder_files, read_label)
+                                       DatasetError, folder_files, read_image, read_label)
 import numpy as np
 import torch
 
 MAX_LISTED = 5
-
-
-def read_image(path):
-    """Return the HxWx3 uint8 RGB image at ``path``; raise DatasetError naming the file."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        reason = 'no such file' if not Path(path).is_file() else 'not a readable image'
-        raise DatasetError(f'{path}: cannot read image ({reason})')
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def _check_exist(paths, what):

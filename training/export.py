@@ -55,14 +55,15 @@ OPSET = 17
 def export_onnx(checkpoint, onnx_path, height=None, width=None, batch=1, dynamic_batch=False,
                 fuse=False, confidence=False, precision='fp32', frames=None, scheme='auto',
                 engine=False, min_agreement=DEFAULT_MIN_AGREEMENT, calibration=None,
-                log=print):
+                log=print, gate=None):
     """
     Export ``checkpoint`` to ``onnx_path`` (written atomically); return the ONNX model.
 
     ``precision`` fp16 / int8 is made from the fp32 graph before fusing (``fuse``), gated for
     accuracy on ``frames`` (uint8 NHWC at the model size; int8 calibrates on them) and
     recorded in the io metadata; a model missing the gate raises PrecisionError and nothing
-    is written.
+    is written. ``gate``: frames of their own for the gate (then int8 calibrates on all of
+    ``frames``).
     """
     model = load_model(checkpoint)
     config = model.config
@@ -88,7 +89,7 @@ def export_onnx(checkpoint, onnx_path, height=None, width=None, batch=1, dynamic
     # Quantize the logits graph, then fuse: the fused pre/post-processing stays float and
     # every backend fuses a plain int8/fp16 export as it fuses fp32 (docs/inference.md).
     onnx_model = reduce_precision(onnx_model, precision, frames, scheme, engine, min_agreement,
-                                  calibration, log)
+                                  calibration, log, gate)
     if fuse:  # wrap_pre_post updates the io metadata (layout, input, outputs)
         onnx_model = wrap_pre_post(onnx_model, config['mean'], config['std'], 'labels',
                                    confidence)
@@ -133,6 +134,10 @@ def parse_args(argv=None):
                         help='int8 calibration (and fp16 check) frames: an image folder, a '
                         'rosbag2 (with --calibration-topic) or a training config[:split]')
     parser.add_argument('--calibration-topic', help='image topic of a --calibration bag')
+    parser.add_argument('--gate', metavar='SRC',
+                        help='accuracy-gate frames of their own, as --calibration takes them '
+                        '(e.g. a training config:val); then every --calibration frame '
+                        'calibrates (default: every 4th calibration frame is held out)')
     parser.add_argument('--calibration-frames', type=int, default=DEFAULT_FRAMES,
                         help=f'frames read from SRC, spread over it (default {DEFAULT_FRAMES}; '
                         'every 4th is held out for the accuracy gate)')
@@ -151,20 +156,32 @@ def parse_args(argv=None):
                      'model will see)')
     if args.precision != 'int8' and args.int8_scheme != 'auto':
         parser.error('--int8-scheme needs --precision int8')
+    if args.gate and args.precision == 'fp32':
+        parser.error('--gate needs --precision fp16 or int8')
+    if args.gate and args.calibration_topic:
+        parser.error('--gate takes an image folder or a training config[:split], not a bag '
+                     'topic')
     if not 0 < args.min_agreement <= 1:
         parser.error('--min-agreement is a fraction in (0, 1]')
     return args
 
 
 def _calibration_frames(args):
-    """Return (frames, summary) of --calibration at the export size, or (None, None)."""
-    if not args.calibration:
-        return None, None
+    """Return (frames, summary, gate frames) at the export size; None where not asked."""
+    if not args.calibration and not args.gate:
+        return None, None, None
     config = load_checkpoint(args.checkpoint)['config']
     height = args.height or config['input_size'][0]
     width = args.width or config['input_size'][1]
-    return load_calibration_frames(args.calibration, height, width, args.calibration_frames,
-                                   args.calibration_topic)
+    frames, summary = (load_calibration_frames(args.calibration, height, width,
+                                               args.calibration_frames, args.calibration_topic)
+                       if args.calibration else (None, None))
+    gate = None
+    if args.gate:
+        gate, gate_summary = load_calibration_frames(args.gate, height, width,
+                                                     args.calibration_frames)
+        summary = dict(summary or {}, gate_source=gate_summary)
+    return frames, summary, gate
 
 
 def main(argv=None):
@@ -172,10 +189,11 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         args.checkpoint = checkpoint_file(args.checkpoint)  # a zoo name: its cached checkpoint
-        frames, summary = _calibration_frames(args)
+        frames, summary, gate = _calibration_frames(args)
         export_onnx(args.checkpoint, args.onnx, args.height, args.width, args.batch,
                     args.dynamic_batch, args.fuse, args.confidence, args.precision, frames,
-                    args.int8_scheme, bool(args.engine), args.min_agreement, summary)
+                    args.int8_scheme, bool(args.engine), args.min_agreement, summary,
+                    gate=gate)
     except (ValueError, OSError) as exc:  # PrecisionError, CalibrationError, bag errors
         print(f'error: {exc}', file=sys.stderr)
         return 1

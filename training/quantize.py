@@ -307,13 +307,16 @@ def _figures(result):
 
 
 def reduce_precision(model, precision, frames=None, scheme='auto', engine=False,
-                     min_agreement=DEFAULT_MIN_AGREEMENT, calibration=None, log=print):
+                     min_agreement=DEFAULT_MIN_AGREEMENT, calibration=None, log=print,
+                     gate=None):
     """
     Return the ``precision`` version of fp32 logits ``model``, gated for accuracy.
 
     ``frames``: uint8 NHWC frames at the model size (int8: calibration and held-out frames;
-    fp16: held-out frames, generated scenes when None). ``calibration``: the source summary
-    recorded in the metadata. Raises PrecisionError with the figures when the gate fails.
+    fp16: held-out frames, generated scenes when None). ``gate``: frames of their own for the
+    accuracy gate (e.g. a validation split); then int8 calibrates on every frame of
+    ``frames``. ``calibration``: the source summary recorded in the metadata. Raises
+    PrecisionError with the figures when the gate fails.
     """
     if precision not in PRECISIONS:
         raise PrecisionError(f'precision must be one of {PRECISIONS}, got {precision!r}')
@@ -323,7 +326,8 @@ def reduce_precision(model, precision, frames=None, scheme='auto', engine=False,
     io = onnx_io(model)
     height, width = int(io['height']), int(io['width'])
     if precision == 'fp16':
-        held, generated = gate_frames(frames if frames is not None else
+        checked = gate if gate is not None else frames
+        held, generated = gate_frames(checked if checked is not None else
                                       np.zeros((0, height, width, 3), np.uint8), height, width)
         candidate = convert_fp16(model)
         result = compare(model, candidate, held, config)
@@ -335,7 +339,7 @@ def reduce_precision(model, precision, frames=None, scheme='auto', engine=False,
     if frames is None or len(frames) < 2:
         raise PrecisionError('int8 needs calibration frames (--calibration SRC, at least 2)')
     scheme = resolve_scheme(scheme, engine)
-    calibrate, held_out = split_frames(frames)
+    calibrate, held_out = split_frames(frames) if gate is None else (frames, gate)
     held, generated = gate_frames(held_out, height, width)
     results = []
     for keep_float in (False, True):  # then again with the sensitive nodes float

@@ -52,9 +52,11 @@ def add_arguments(parser):
                         help='rosbag2 directory, or a .mcap / .db3 file (MCAP or sqlite3); '
                              'several, globs (quoted) or a .txt file listing bags evaluate a '
                              'fleet: one subfolder of --output per bag and a fleet summary')
-    parser.add_argument('--image-topic', action='append', required=True, metavar='TOPIC',
+    parser.add_argument('--image-topic', action='append', default=[], metavar='TOPIC',
                         help='sensor_msgs/Image or CompressedImage topic; repeat for several '
-                             'cameras')
+                             "cameras (default: the bag's only image topic, and its only "
+                             'mono8 label topic as --label-topic, as dataset-to-bag writes '
+                             'them)')
     parser.add_argument('--label-topic', action='append', default=[], metavar='TOPIC',
                         help='mono8 class-id label images (255 = ignore), matched to frames by '
                              'header stamp; paired with the image topic in the same namespace, '
@@ -146,6 +148,8 @@ def run(args, live=None):
         items.insert(0, args.ray)
         args.ray = 'local'
     bags = expand_bags(items)
+    if not args.image_topic:
+        _pick_topics(args, bags[0])
     if args.live:
         if live is None:
             raise ValueError('--live is not available here: it needs the ROS 2 side '
@@ -188,11 +192,27 @@ def run(args, live=None):
     return 0 if summary['frames'] and not summary['read_error'] else 1
 
 
+def _pick_topics(args, bag):
+    """Set --image-topic (and --label-topic, unless given) from the bag's own topics."""
+    with BagReader(bag) as reader:
+        images, labels = reader.image_and_label_topics()
+    args.image_topic = images
+    if not args.label_topic:
+        args.label_topic = labels
+    print(f'bag-eval: image topic {images[0]}'
+          + (f', label topic {args.label_topic[0]}' if args.label_topic else ', no label topic')
+          + f' (found in {bag})')
+
+
 def _run_fleet(args, bags):
     if args.workers < 0 or args.worst_frames < 0:
         raise ValueError('--workers and --worst-frames must be >= 0')
     if args.workers and args.ray is None:
         raise ValueError('--workers needs --ray (without it the bags run one after another)')
+    from liteseg_ros.inference.weights import resolve_model
+
+    # A zoo name: fetched (and exported) once here, so every worker loads the same file.
+    args.model = Path(resolve_model(str(args.model), args.backend))
     if not args.model.exists():
         raise ValueError(f'--model {args.model}: no such file')
     if args.ray is not None:

@@ -204,6 +204,12 @@ def samples_from_args(args):
         if args.images is None:
             raise ValueError('--dataset folder needs --images DIR (and --labels DIR for labels)')
         samples = folder_samples(args.images, args.labels)
+    if args.name_prefix:
+        selected = [s for s in samples if Path(s[0]).name.startswith(args.name_prefix)]
+        if not selected:
+            raise ValueError(f'--name-prefix {args.name_prefix!r}: none of the '
+                             f'{len(samples)} images has a file name starting with it')
+        samples = selected
     if args.limit is not None:
         samples = samples[:max(0, args.limit)]
     return samples
@@ -238,6 +244,9 @@ def add_arguments(parser):
     parser.add_argument('--start-time', type=float, default=None, metavar='SECONDS',
                         help='stamp of the first frame in seconds since the epoch (default: '
                              'now, whole seconds)')
+    parser.add_argument('--name-prefix', default=None, metavar='PREFIX',
+                        help='only images whose file name starts with PREFIX, e.g. one CamVid '
+                             'sequence (0001TP, 0006R0, 0016E5, Seq05VD)')
     parser.add_argument('--limit', type=int, default=None, help='write only the first N frames')
     parser.add_argument('--camera-info', type=Path, default=None, metavar='YAML',
                         help='camera calibration (camera_calibration_parsers YAML): write '

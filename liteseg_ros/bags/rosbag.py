@@ -198,6 +198,38 @@ class BagReader:
                 f'{self.path}: no {what} {", ".join(missing)} in this bag; it has:\n'
                 f'{describe_topics(self.topics)}')
 
+    def image_and_label_topics(self):
+        """
+        Return ([image topic], [label topic]) when the bag has exactly one camera.
+
+        Label topics are ``sensor_msgs/msg/Image`` topics whose first message is mono8 (class
+        ids, as ``liteseg dataset-to-bag`` writes them); image topics are the other Image and
+        every CompressedImage topic. A bag with one image topic and at most one label topic
+        (or a single mono8 topic and nothing else: a mono camera) is unambiguous.
+
+        :raises BagError: listing every image-like topic with its type and encoding, when the
+            choice is ambiguous or there is no image topic.
+        """
+        found = {}
+        for topic, (msgtype, _count) in sorted(self.topics.items()):
+            if msgtype == IMAGE_TYPE:
+                first = next(self.messages([topic]), None)
+                found[topic] = (msgtype, deserialize(first).encoding if first else '')
+            elif msgtype == COMPRESSED_TYPE:
+                found[topic] = (msgtype, 'compressed')
+        labels = [t for t, (kind, enc) in found.items() if kind == IMAGE_TYPE and enc == 'mono8']
+        images = [t for t in found if t not in labels]
+        if not images and len(labels) == 1:
+            return labels, []
+        if len(images) == 1 and len(labels) <= 1:
+            return images, labels
+        listed = '\n'.join(f'  {t}  {kind}  ({enc})' for t, (kind, enc) in found.items())
+        raise BagError(
+            f'{self.path}: cannot pick the image and label topics: found {len(images)} image '
+            f'topic(s) and {len(labels)} mono8 label topic(s), expected one image topic and at '
+            f'most one label topic; name them with --image-topic and --label-topic. '
+            f'Image topics of the bag:\n{listed or "  (none)"}')
+
     def count(self, topics):
         """Return the number of messages of ``topics``."""
         return sum(self.topics[t][1] for t in topics if t in self.topics)

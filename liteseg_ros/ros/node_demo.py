@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 
+from liteseg_ros.dataset_files import image_files, read_image
 from liteseg_ros.inference.outputs import output_topic, write_png
 from liteseg_ros.ros.messages import rgb8_message
 from liteseg_ros.sample_images import make_street_scene
@@ -37,6 +38,7 @@ import numpy as np
 
 CAMERA = 'liteseg_demo/camera'
 OUTPUTS = ('mask', 'color', 'overlay')
+DEFAULT_FRAMES = 30
 
 
 def node_command():
@@ -169,7 +171,6 @@ def run(model_path, args, random_weights=False):
     import rclpy
     from rclpy.signals import SignalHandlerOptions
 
-    width, height = args.size
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     # Large frames need Fast DDS's LARGE_DATA transports (for this process and the node).
@@ -205,11 +206,27 @@ def run(model_path, args, random_weights=False):
     return code
 
 
-def _publish_and_report(demo, process, log_path, args, out, random_weights):
+def demo_frames(args):
+    """
+    Return (frames to publish, the images they cycle through).
+
+    ``--images DIR``: the folder's images in name order, each once unless ``--frames`` says
+    otherwise; else up to 8 generated street scenes of ``--size``, ``--frames`` (30) in all.
+    """
+    if args.images is not None:
+        paths = image_files(args.images, purpose=' (node-demo --images)')
+        count = args.frames or len(paths)
+        print('Reading %d images of %s in name order ...'
+              % (min(count, len(paths)), args.images), flush=True)
+        return count, [read_image(p) for p in paths[:count]]
+    count = args.frames or DEFAULT_FRAMES
     width, height = args.size
-    count = min(args.frames, 8)
-    print('Generating %d scenes of %dx%d ...' % (count, width, height), flush=True)
-    scenes = [make_street_scene(height, width, seed=i) for i in range(count)]
+    print('Generating %d scenes of %dx%d ...' % (min(count, 8), width, height), flush=True)
+    return count, [make_street_scene(height, width, seed=i) for i in range(min(count, 8))]
+
+
+def _publish_and_report(demo, process, log_path, args, out, random_weights):
+    args.frames, scenes = demo_frames(args)
     error = _wait_ready(demo, process, log_path, args.timeout)
     if error:
         print('node-demo: error: %s. Node log (%s):\n%s' % (error, log_path, _tail(log_path)),
@@ -239,7 +256,7 @@ def _publish_and_report(demo, process, log_path, args, out, random_weights):
 
 
 def _report(demo, sent, scenes, published_for, args, out, random_weights):
-    width, height = args.size
+    height, width = scenes[0].shape[:2]
     print('\nPublished %d frames %dx%d rgb8 at %.1f Hz on /%s/image_raw'
           % (len(sent), width, height, (len(sent) - 1) / max(published_for, 1e-9), CAMERA))
     masks = demo.arrivals['mask']
