@@ -29,7 +29,8 @@ from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 
-# Forwarded to segment.launch.py (config, when given, is seen by the included file as well).
+# Forwarded to segment.launch.py (config and large_frames, when given, are seen by the
+# included file as well; otherwise it applies its own defaults).
 FORWARDED = (('model_path', ''), ('namespace', ''), ('use_sim_time', 'false'),
              ('log_level', 'info'))
 

@@ -19,16 +19,20 @@ Needs the ROS 2 ``launch`` and ``launch_ros`` Python packages, which are not on 
 sourced ROS 2 install they are there; otherwise these tests skip and say why. ``ros2 launch``
 exits 0 even when its node crashed, so the tests look for the node itself: its name in the
 ROS graph, its diagnostics (state active, the camera topics), a mask for a published frame,
-and a clean exit on SIGINT.
+and a clean exit on SIGINT. ``large_frames`` is checked on the node process itself (Linux
+``/proc``): its environment, and the 64 MiB shared-memory segment of the shipped Fast DDS
+profile in its address space.
 
 The package must be findable by ``ament_index`` with the executable in
 ``<prefix>/lib/liteseg_ros/`` (colcon install, or ``make venv``). Where it is not, the test
 builds a throwaway prefix in a temporary folder that points at this source tree.
 """
 
+from importlib import metadata
 import importlib.util
 import os
 from pathlib import Path
+import re
 import signal
 import subprocess
 import sys
@@ -155,7 +159,9 @@ def spin_until(executor, predicate, timeout, what, launch):
 def run_launch(tmp_path, launch_file, arguments):
     """Start the launch file under LaunchService in a subprocess; return (process, log)."""
     extra_prefix, prefix = package_prefix(tmp_path)
-    env = dict(os.environ)
+    # No Fast DDS profile inherited from the caller: large_frames alone decides.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('FASTRTPS_DEFAULT_PROFILES_FILE', 'FASTDDS_DEFAULT_PROFILES_FILE')}
     if extra_prefix is not None:
         env['AMENT_PREFIX_PATH'] = os.pathsep.join(
             [str(extra_prefix)] + [p for p in env.get('AMENT_PREFIX_PATH', '').split(
@@ -267,3 +273,89 @@ def test_multi_camera_launch_serves_two_cameras(tmp_path, onnx_model, client):
     # The node stopped on SIGINT by itself (launch escalates to SIGTERM after 5 s otherwise).
     assert 'process has finished cleanly' in output, output[-4000:]
     assert 'escalating' not in output, output[-4000:]
+
+
+def node_pid(launch, log, timeout=60):
+    """Return the pid of the node process (launch logs 'process started with pid [N]')."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and launch.poll() is None:
+        found = re.search(r'segment_node-\d+\]: process started with pid \[(\d+)\]',
+                          Path(log).read_text(errors='replace'))
+        if found:
+            return int(found.group(1))
+        time.sleep(0.2)
+    pytest.fail('no node process started: %s' % (
+        'the launch exited' if launch.poll() is not None else 'timed out'))
+
+
+def process_environment(pid):
+    """Return the environment a process was started with."""
+    entries = Path('/proc/%d/environ' % pid).read_bytes().split(b'\0')
+    return dict(e.decode(errors='replace').split('=', 1) for e in entries if b'=' in e)
+
+
+def shared_memory_segments(pid):
+    """Return {path: mapped bytes} of the Fast DDS shared-memory segments of a process."""
+    segments = {}
+    for line in Path('/proc/%d/maps' % pid).read_text().splitlines():
+        fields = line.split()
+        if len(fields) == 6 and re.match(r'/dev/shm/fast(rtps|dds)_[0-9a-f]+$', fields[5]):
+            start, end = (int(address, 16) for address in fields[0].split('-'))
+            segments[fields[5]] = segments.get(fields[5], 0) + end - start
+    return segments
+
+
+def expected_large_frames_default():
+    """Return the default of large_frames: on with Fast DDS 2 (Jazzy), off with 3 (Kilted)."""
+    from liteseg_ros.ros.dds import fast_dds_major, large_frames_by_default
+
+    major = fast_dds_major()
+    assert major in (2, 3), 'Fast DDS major version unknown: %s' % major
+    try:  # rclpy 7 is Jazzy (Fast DDS 2.14), 9 Kilted (Fast DDS 3); older ones had Fast DDS 2
+        rclpy_major = int(metadata.version('rclpy').split('.')[0])
+    except (metadata.PackageNotFoundError, ValueError):
+        rclpy_major = None
+    if rclpy_major is not None:
+        assert major == (2 if rclpy_major <= 7 else 3), (major, rclpy_major)
+    assert large_frames_by_default() == (major == 2)
+    return major == 2
+
+
+@pytest.mark.skipif(not Path('/proc/self/maps').is_file(), reason='reads /proc (Linux)')
+@pytest.mark.parametrize('launch_file, large_frames', [
+    ('segment.launch.py', 'true'), ('segment.launch.py', 'false'), ('segment.launch.py', None),
+    ('multi_camera.launch.py', 'true'), ('multi_camera.launch.py', 'false')])
+def test_large_frames_profile(tmp_path, onnx_model, client, launch_file, large_frames):
+    """large_frames: the node gets the installed profile (and maps its 64 MiB) or does not."""
+    from liteseg_ros.ros.dds import PROFILE_NAME, PROFILES_ENV
+
+    node, executor = client
+    arguments = [('model_path', onnx_model)]
+    if large_frames is not None:
+        arguments.append(('large_frames', large_frames))
+    wanted = (large_frames == 'true' if large_frames is not None
+              else expected_large_frames_default())
+    launch, log = run_launch(tmp_path, launch_file, arguments)
+    try:
+        pid = node_pid(launch, log)
+        environment = process_environment(pid)
+        # Up in the graph: its participant (and so its shared-memory segment) exists.
+        spin_until(executor, lambda: ('segment_node', '/') in
+                   node.get_node_names_and_namespaces(), 60, 'node /segment_node', launch)
+        segments = shared_memory_segments(pid)
+    finally:
+        code, output = stop_launch(launch, log)
+    assert code == 0, output[-4000:]
+    assert 'Traceback' not in output, output[-4000:]
+    assert segments, 'no Fast DDS shared-memory segment in the node process'
+    if wanted:
+        profile = environment.get(PROFILES_ENV)
+        assert profile, sorted(environment)
+        # The installed copy (share/liteseg_ros/config), which is the shipped file.
+        assert Path(profile).parts[-4:] == ('share', 'liteseg_ros', 'config', PROFILE_NAME)
+        assert Path(profile).samefile(ROOT / 'config' / PROFILE_NAME)
+        assert max(segments.values()) >= 64 << 20, segments  # the profile's segment_size
+    else:
+        assert PROFILES_ENV not in environment
+        assert 'FASTDDS_DEFAULT_PROFILES_FILE' not in environment
+        assert max(segments.values()) < 64 << 20, segments  # Fast DDS's default (512 KiB)
