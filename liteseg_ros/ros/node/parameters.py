@@ -40,7 +40,8 @@ PARAMETERS = {
     'autostart': (True, 'bool: configure and activate at startup'),
     'cameras': (['camera'], 'string[]: camera namespaces; C/image_raw in, C/segmentation/* out'),
     'transport': ('raw', "string: 'raw' (C/image_raw) or 'compressed' (C/image_raw/compressed)"),
-    'model_path': ('', 'string: checkpoint (.pt), ONNX (.onnx) or TensorRT engine (.engine)'),
+    'model_path': ('', 'string: checkpoint (.pt), ONNX (.onnx), TensorRT engine (.engine) or '
+                       'zoo name (liteseg weights list)'),
     'backend': ('auto', "string: 'auto', 'onnxruntime', 'torch', 'tensorrt' or 'openvino'"),
     'device': ('auto', "string: 'auto', 'cpu', 'cuda', 'cuda:N'; openvino: 'gpu', 'gpu:N', "
                        "'npu'"),
