@@ -339,9 +339,10 @@ def test_large_frames_profile(tmp_path, onnx_model, client, launch_file, large_f
     try:
         pid = node_pid(launch, log)
         environment = process_environment(pid)
-        # Up in the graph: its participant (and so its shared-memory segment) exists.
-        spin_until(executor, lambda: ('segment_node', '/') in
-                   node.get_node_names_and_namespaces(), 60, 'node /segment_node', launch)
+        # Active (and so its participant and shared-memory segment exist); a SIGINT while it
+        # is still starting would test something else.
+        seen = diagnostics_of(node, executor, launch, ['segment_node: node'])
+        assert seen['segment_node: node'][0] == 'active', seen
         segments = shared_memory_segments(pid)
     finally:
         code, output = stop_launch(launch, log)
