@@ -12,7 +12,14 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Every Python file starts with the project's Apache-2.0 copyright header."""
+"""
+Every Python file starts with the project's Apache-2.0 copyright header.
+
+The whole header, not an SPDX line: ament_copyright (a test_depend of package.xml, run by
+colcon test) matches a file's first comment block against its Apache-2.0 header template word
+for word; it knows SPDX identifiers only as license names in package.xml. The module's
+docstring, right below the header, says what the module is.
+"""
 
 import os
 from pathlib import Path

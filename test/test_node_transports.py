@@ -231,3 +231,36 @@ def test_profile_answers_good_frames_within_3_s_after_a_malformed_burst(processe
     run.node.send_signal(signal.SIGINT)
     assert run.node.wait(60) == 0, run.node_output()
     assert 'rejected an image' in run.node_output()
+
+
+# Waits until segment_node is in the ROS graph (rclpy is up in it, the node may still be
+# configuring), prints 'seen' and exits.
+GRAPH_WATCHER = """
+import sys, time
+import rclpy
+rclpy.init()
+node = rclpy.create_node('graph_watcher')
+deadline = time.monotonic() + 120
+while time.monotonic() < deadline and 'segment_node' not in node.get_node_names():
+    time.sleep(0.02)
+print('seen' if 'segment_node' in node.get_node_names() else 'timeout', flush=True)
+"""
+
+
+@pytest.mark.parametrize('delay_s', [0.0, 0.3, 1.0])
+def test_sigint_while_the_node_starts_is_a_clean_exit(processes, delay_s):
+    """SIGINT once the node is in the graph, maybe still configuring: exit 0, no traceback."""
+    run = processes('profile')
+    watcher = subprocess.run([sys.executable, '-c', GRAPH_WATCHER], env=run.env,
+                             capture_output=True, text=True, timeout=180, cwd=str(ROOT))
+    assert watcher.stdout.strip().endswith('seen'), watcher.stdout + watcher.stderr
+    time.sleep(delay_s)
+    start = time.monotonic()
+    run.node.send_signal(signal.SIGINT)
+    try:
+        code = run.node.wait(60)
+    except subprocess.TimeoutExpired:
+        pytest.fail('the node did not exit within 60 s of SIGINT:\n' + run.node_output())
+    assert code == 0, run.node_output()
+    assert time.monotonic() - start <= SIGINT_EXIT_S, run.node_output()
+    assert 'Traceback' not in run.node_output(), run.node_output()

@@ -298,6 +298,11 @@ def main(args=None):
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # SIGINT while the node is being built: rclpy's handler shut the context down under
+        # it (RCLError "context is invalid"); that is a stop, not a failure.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.stop()
@@ -305,7 +310,10 @@ def main(args=None):
                 node.destroy_node()
             except Exception:  # the context may already be gone after a signal
                 pass
-        rclpy.try_shutdown()
+        try:
+            rclpy.try_shutdown()
+        except KeyboardInterrupt:  # a second SIGINT while shutting down
+            pass
     return 0
 
 
