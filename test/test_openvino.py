@@ -109,8 +109,8 @@ def test_fused_and_int8_models_run_as_in_onnxruntime(models):
                              for f, r in zip(frames(), reference)])
     onnxruntime_int8 = np.mean([(int8_ort.segment(f).mask == r).mean()
                                 for f, r in zip(frames(), reference)])
-    assert openvino_int8 >= min(0.85, onnxruntime_int8 - 0.02), (openvino_int8,
-                                                                  onnxruntime_int8)
+    figures = (openvino_int8, onnxruntime_int8)
+    assert openvino_int8 >= min(0.85, onnxruntime_int8 - 0.02), figures
 
 
 def test_auto_precision_is_bf16_exactly_where_the_cpu_has_it(models):
