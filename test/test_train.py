@@ -238,6 +238,59 @@ def test_schedule_and_momentum_l2_equal_paddle(tmp_path):
     np.testing.assert_allclose(ours, ref['lrs'], rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.paddle
+def test_from_scratch_init_has_paddlesegs_distributions(tmp_path):
+    """
+    ``model.init: paddleseg`` draws every tensor as a new PaddleSeg PPLiteSeg does.
+
+    PaddleSeg is built in the reference venv and each tensor's mean and std are compared by
+    name (``paddle_to_liteseg_name``): BatchNorm and biases exactly, conv weights of 1000 or
+    more values by their std (independent draws: a sample std of n values is within
+    ~1/sqrt(2n) < 2.3 % of the true one, so 15 % only fails on a different distribution;
+    PyTorch's default init is 0.41x in the head and 30x in the backbone).
+    """
+    from liteseg_ros.model.paddle_weights import paddle_to_liteseg_name
+    from training.train import make_model
+
+    sys.path.insert(0, str(REPO / 'test'))
+    from paddle_reference import env as paddle_env
+    with paddle_env.required_in_ci():
+        python = paddle_env.ensure_paddle_venv()
+    script = textwrap.dedent("""
+        import json, sys
+        import paddle
+        from paddleseg.models import PPLiteSeg
+        from paddleseg.models.backbones import STDC1
+        paddle.seed(0)
+        model = PPLiteSeg(num_classes=11, backbone=STDC1(), arm_out_chs=[32, 64, 128],
+                          seg_head_inter_chs=[32, 64, 64])
+        stats = {k: [int(v.numel()), float(v.numpy().mean()), float(v.numpy().std())]
+                 for k, v in model.state_dict().items()}
+        json.dump(stats, open(sys.argv[1], 'w'))
+    """)
+    (tmp_path / 'init.py').write_text(script)
+    subprocess.run([str(python), str(tmp_path / 'init.py'), str(tmp_path / 'stats.json')],
+                   check=True, capture_output=True, timeout=600)
+    paddle_stats = json.loads((tmp_path / 'stats.json').read_text())
+
+    config = load_config(REPO / 'training' / 'configs' / 'pp_liteseg_t_camvid.yaml',
+                         ['model.pretrained_backbone=null'])
+    assert config['model']['init'] == 'paddleseg'
+    torch.manual_seed(0)
+    ours = {k: v.double() for k, v in make_model(config, None).state_dict().items()}
+    compared = 0
+    for name, (count, mean, std) in paddle_stats.items():
+        tensor = ours[paddle_to_liteseg_name(name)]
+        assert tensor.numel() == count, name
+        if std == 0:  # constants: BatchNorm weight/bias and running stats, biases, scale
+            assert torch.all(tensor == mean), name
+        elif count >= 1000:
+            assert float(tensor.std()) == pytest.approx(std, rel=0.15), name
+            assert abs(float(tensor.mean())) < 3 * std / count ** 0.5 + 1e-12, name
+            compared += 1
+    assert compared >= 40  # the 41 conv weights of 1000+ values of T
+
+
 # ---------------------------------------------------------------------------------------------
 # Data order
 
@@ -513,7 +566,10 @@ def test_ddp_matches_single_process(tmp_path, restore_determinism):
         label = np.array(Image.open(label_path))
         label[label == 1] = 7  # ego vehicle (ignored) -> road
         Image.fromarray(label).save(label_path)
-    sections = {'train': {'iters': 6, 'eval_every': 6, 'save_every': 6,
+    # PyTorch's init: after PaddleSeg's N(0, 0.001) backbone convs, BatchNorm divides by
+    # activations of ~1e-3 std, and float summation order alone moves some gradients by O(1).
+    sections = {'model': {'init': 'torch'},
+                'train': {'iters': 6, 'eval_every': 6, 'save_every': 6,
                           'scale': {'min': 1.0, 'max': 1.0, 'step': 0.0}, 'sync_bn': True},
                 'optimizer': {'lr': 0.005}, 'schedule': {'warmup_iters': 2},
                 'loss': {'min_kept': 10 ** 9}}

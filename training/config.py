@@ -29,6 +29,9 @@ Schema (``*`` = required; PaddleSeg's name in brackets where it differs)::
       num_classes*: int
       pretrained_backbone: path | null     # converted ImageNet STDC weights (convert_paddle
                                            #   --backbone-only); null trains from scratch
+      init: paddleseg | torch              # initial weights: PaddleSeg's (backbone convs
+                                           #   N(0, 0.001), the rest Kaiming normal, zero
+                                           #   biases) or PyTorch's layer defaults
       input_size: [H, W]                   # export / inference size stored in checkpoints
                                            #   (default: eval.size, else [512, 1024])
     dataset:
@@ -79,7 +82,7 @@ AMP_MODES = {None: None, 'bf16': 'bfloat16', 'fp16': 'float16'}
 NUM_HEADS = 3
 
 DEFAULTS = {
-    'model': {'pretrained_backbone': None, 'input_size': None},
+    'model': {'pretrained_backbone': None, 'input_size': None, 'init': 'paddleseg'},
     'dataset': {'test_split': None, 'ignore_index': 255, 'palette': None, 'class_names': None,
                 'images_dir': 'images', 'labels_dir': 'labels'},
     'train': {'num_workers': 4, 'flip_prob': 0.5,
@@ -92,6 +95,8 @@ DEFAULTS = {
     'loss': {'type': 'ohem_ce', 'thresh': 0.7, 'coefs': [1.0, 1.0, 1.0], 'ignore_index': 255},
     'eval': {'size': None, 'flip': False, 'scales': [1.0]},
 }
+
+INIT_SCHEMES = ('paddleseg', 'torch')
 
 REQUIRED = {
     'model': ('variant', 'num_classes'),
@@ -272,6 +277,8 @@ def _check_model_and_dataset(config, source):
     model, data = config['model'], config['dataset']
     if model['variant'] not in ('t', 'b'):
         _fail(source, 'model.variant', f"expected 't' or 'b', found {model['variant']!r}")
+    if model['init'] not in INIT_SCHEMES:
+        _fail(source, 'model.init', f"expected one of {INIT_SCHEMES}, found {model['init']!r}")
     _number(config, 'model', 'num_classes', source, int, 1)
     _size(model.get('input_size'), source, 'model.input_size', allow_none=True)
     if data['type'] not in DATASET_TYPES:

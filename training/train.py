@@ -53,7 +53,7 @@ import time
 from typing import Any, Callable, Optional
 
 from liteseg_ros.atomic_file import write_bytes_atomic
-from liteseg_ros.model import build_model, CheckpointError, save_checkpoint
+from liteseg_ros.model import build_model, CheckpointError, init_like_paddleseg, save_checkpoint
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -92,6 +92,8 @@ def make_model(config, train_dataset):
                             **kwargs)
     except ValueError as exc:
         raise TrainError(f'model: {exc}') from exc
+    if model_cfg['init'] == 'paddleseg':
+        init_like_paddleseg(model)
     if model_cfg['pretrained_backbone']:
         load_pretrained_backbone(model, model_cfg['pretrained_backbone'])
     return model

@@ -17,8 +17,9 @@
 from liteseg_ros.model.checkpoint import (build_model, CheckpointError, load_checkpoint,
                                           load_model, make_config, model_from_config,
                                           save_checkpoint)
-from liteseg_ros.model.pp_liteseg import pp_liteseg_b, pp_liteseg_t, PPLiteSeg, VARIANTS
+from liteseg_ros.model.pp_liteseg import (init_like_paddleseg, pp_liteseg_b, pp_liteseg_t,
+                                          PPLiteSeg, VARIANTS)
 
-__all__ = ['build_model', 'CheckpointError', 'load_checkpoint', 'load_model', 'make_config',
-           'model_from_config', 'PPLiteSeg', 'pp_liteseg_b', 'pp_liteseg_t', 'save_checkpoint',
-           'VARIANTS']
+__all__ = ['build_model', 'CheckpointError', 'init_like_paddleseg', 'load_checkpoint',
+           'load_model', 'make_config', 'model_from_config', 'PPLiteSeg', 'pp_liteseg_b',
+           'pp_liteseg_t', 'save_checkpoint', 'VARIANTS']

@@ -184,3 +184,31 @@ def pp_liteseg_b(num_classes=19, **kwargs):
 
 
 VARIANTS = {'t': pp_liteseg_t, 'b': pp_liteseg_b}
+
+
+@torch.no_grad()
+def init_like_paddleseg(model, generator=None):
+    """
+    Re-initialise ``model`` in place as PaddleSeg 2.8 initialises a new PPLiteSeg.
+
+    STDCNet.init_weight draws every backbone conv from N(0, 0.001) and sets BatchNorm to
+    weight 1, bias 0; every other conv keeps paddle's Conv2D default, Kaiming normal
+    N(0, 2 / (k*k*in_channels)) with zero bias. Training from scratch starts from there, as
+    PaddleSeg's trainer does; PyTorch's defaults (Kaiming uniform, a=sqrt(5)) train differently.
+    """
+    backbone = set(model.backbone.modules())
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            if module in backbone:
+                std = 0.001
+            else:
+                # paddle counts in_channels, not in_channels / groups
+                std = (2.0 / (module.kernel_size[0] * module.kernel_size[1]
+                              * module.in_channels)) ** 0.5
+            module.weight.normal_(0.0, std, generator=generator)
+            if module.bias is not None:
+                module.bias.zero_()
+        elif isinstance(module, nn.BatchNorm2d):
+            module.weight.fill_(1.0)
+            module.bias.zero_()
+    return model
