@@ -16,7 +16,7 @@
 
 import logging
 
-from liteseg_ros.inference.backends.base import Backend, check_batch, check_classes
+from liteseg_ros.inference.backends.base import Backend, check_batch, check_onnx_classes
 from liteseg_ros.inference.model_files import (check_fused_outputs, load_onnx, ModelFileError,
                                                onnx_metadata)
 from liteseg_ros.inference.onnx_graph import (CONFIDENCE_OUTPUT, LABELS_OUTPUT, LOGITS_OUTPUT,
@@ -63,13 +63,7 @@ class OnnxRuntimeBackend(Backend):
             self.options.intra_op_num_threads = int(threads)
         self._sessions = {}
         self.device = self.providers[0].replace('ExecutionProvider', '')
-        self._check_outputs()
-
-    def _check_outputs(self):
-        output = self._model.graph.output[0]
-        dims = [d.dim_value for d in output.type.tensor_type.shape.dim]
-        if output.name == LOGITS_OUTPUT:
-            check_classes(self.path, dims[1], self.config)
+        check_onnx_classes(self.path, self._model, self.config)
 
     def session(self, output='labels', confidence=False):
         """Return (cached) the session producing ``output`` (+ confidence)."""

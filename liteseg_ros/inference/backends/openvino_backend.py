@@ -25,7 +25,7 @@ replaced: OpenVINO itself would silently run bf16 as f32 on a CPU without it.
 import logging
 
 from liteseg_ros.inference.backends import DeviceUnavailable, import_openvino
-from liteseg_ros.inference.backends.base import Backend, check_batch, check_classes
+from liteseg_ros.inference.backends.base import Backend, check_batch, check_onnx_classes
 from liteseg_ros.inference.model_files import (check_fused_outputs, load_onnx, ModelFileError,
                                                onnx_metadata)
 from liteseg_ros.inference.onnx_graph import (CONFIDENCE_OUTPUT, LABELS_OUTPUT, LOGITS_OUTPUT,
@@ -101,13 +101,7 @@ class OpenVinoBackend(Backend):
         if threads and device.startswith('CPU'):
             self.properties['INFERENCE_NUM_THREADS'] = int(threads)
         self._requests = {}
-        self._check_outputs()
-
-    def _check_outputs(self):
-        output = self._model.graph.output[0]
-        dims = [d.dim_value for d in output.type.tensor_type.shape.dim]
-        if output.name == LOGITS_OUTPUT:
-            check_classes(self.path, dims[1], self.config)
+        check_onnx_classes(self.path, self._model, self.config)
 
     def describe(self):
         """Return the one-line description, with the inference precision."""
