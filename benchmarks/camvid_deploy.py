@@ -39,7 +39,6 @@ import json
 from pathlib import Path
 import subprocess
 import sys
-import time
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -137,27 +136,12 @@ def test_frames(data, count=4):
 
 def timing(models, frame, threads, rounds, per_round=3):
     """Median model-only and frame-to-mask ms of each ONNX model, interleaved rounds."""
+    from int8_cpu import interleaved_latency
     from liteseg_ros.inference import Segmenter
-    from liteseg_ros.inference.bench import model_only_runner
 
     segmenters = {name: Segmenter.from_file(path, 'onnxruntime', device='cpu', threads=threads)
                   for name, path in models.items()}
-    runners = {name: model_only_runner(seg.backend) for name, seg in segmenters.items()}
-    times = {name: {'model': [], 'frame': []} for name in models}
-    for name, seg in segmenters.items():  # warm-up
-        runners[name]()
-        seg([frame])
-    for _ in range(rounds):
-        for name, seg in segmenters.items():
-            for _ in range(per_round):
-                start = time.perf_counter()
-                runners[name]()
-                times[name]['model'].append((time.perf_counter() - start) * 1e3)
-                start = time.perf_counter()
-                seg([frame])
-                times[name]['frame'].append((time.perf_counter() - start) * 1e3)
-    return {name: {'model_ms': float(np.median(t['model'])),
-                   'frame_ms': float(np.median(t['frame']))} for name, t in times.items()}
+    return interleaved_latency(segmenters, rounds, per_round, None, frame)
 
 
 def _thumb(picture, smooth, width=THUMB_WIDTH):

@@ -124,12 +124,17 @@ def accuracy(segmenters, frames, labels):
     return result
 
 
-def interleaved_latency(segmenters, rounds, per_round, size):
-    """Return {name: {'model_ms', 'frame_ms'}} medians, the models alternating every round."""
+def interleaved_latency(segmenters, rounds, per_round, size, frame=None):
+    """
+    Return {name: {'model_ms', 'frame_ms'}} medians, the models alternating every round.
+
+    ``frame``: the RGB frame to segment (default: a generated 2048x1024 street scene).
+    """
     from liteseg_ros.inference.bench import model_only_runner
     from liteseg_ros.sample_images import make_street_scene
 
-    frame = make_street_scene(1024, 2048, seed=3)
+    if frame is None:
+        frame = make_street_scene(1024, 2048, seed=3)
     runners = {name: model_only_runner(seg.backend) for name, seg in segmenters.items()}
     times = {name: {'model': [], 'frame': []} for name in segmenters}
     for name in segmenters:  # warm-up
