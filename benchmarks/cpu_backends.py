@@ -15,26 +15,28 @@
 """
 CPU backends side by side: ONNX Runtime fp32/int8, OpenVINO f32/bf16/int8, PyTorch fp32.
 
-A trained checkpoint (default: the CamVid PP-LiteSeg-T of ``.cache/camvid_repro``) is exported
+A trained checkpoint (default: the CamVid PP-LiteSeg-T of ``.cache/camvid_repro``, seed 1, the
+one ``benchmarks/camvid_deploy.py`` deploys) is exported
 by ``training.export`` at 512x1024 in fp32 and int8 (``cpu-avx2``, calibrated on the training
 split of the checkpoint's own config) and cached under ``.cache/cpu_backends/``. Each path is
 timed model only (the network on a normalised tensor) and frame to mask (a 2048x1024 frame
 through the ``Segmenter``: resize, normalise, network, ArgMax, resize back), in interleaved
-rounds so that load from other processes hits every path alike, and its masks are compared with
-ONNX Runtime fp32's. ``--camvid DIR`` adds the mIoU of every path on the CamVid test images at
-the checkpoint's own size (models exported at that size too).
+rounds so that load from other processes hits every path alike (with a pause between paths, so
+that one runtime's spinning worker threads have parked before the next runs), and its masks
+are compared with ONNX Runtime fp32's. ``--camvid DIR`` adds the mIoU of every path on the
+CamVid test images at the checkpoint's own size (models exported at that size too).
 
-One table per CPU kind: this CPU as it is, and with ``--emulate-avx2`` again in a child process
-with ``ONEDNN_MAX_CPU_ISA=AVX2`` and ``ATEN_CPU_CAPABILITY=avx2``. They limit oneDNN (PyTorch's
-convolutions, OpenVINO's CPU kernels: its profile then names ``brgconv_avx2_f32`` and
-``jit_avx2_I8``) and PyTorch's own kernels; ONNX Runtime's kernels (MLAS) ignore them and
-OpenVINO still reports bf16, so the emulated table marks which rows are emulated and runs
-OpenVINO in f32 only.
+One table per CPU kind: this CPU as it is, and with ``--avx2-only`` again in a child process that
+sees an AVX2-only CPU (AVX2 + FMA, no AVX-512, AVX-VNNI or AMX, like an AMD Zen 3):
+``benchmarks/cpu_kinds/avx2_only.c``, preloaded, masks those CPUID feature bits with Linux's CPUID
+faulting, so ONNX Runtime (MLAS), oneDNN (OpenVINO, PyTorch), PyTorch and numpy pick their AVX2
+kernels and run them natively. The child checks that they did. It is this CPU's cores running
+AVX2 code, not another CPU: the table says so.
 
 Usage::
 
     python benchmarks/cpu_backends.py [--checkpoint CKPT] [--threads 2] [--rounds 6]
-        [--camvid /work/data/camvid] [--emulate-avx2] [--json out.json]
+        [--camvid /work/data/camvid] [--avx2-only] [--json out.json]
 """
 
 import argparse
@@ -52,7 +54,12 @@ from liteseg_ros.inference.bench import cpu_info  # noqa: E402
 import numpy as np  # noqa: E402
 
 CACHE = REPO / '.cache' / 'cpu_backends'
-CHECKPOINT = REPO / '.cache' / 'camvid_repro' / 'ours_seed0' / 'best.pt'
+CHECKPOINT = REPO / '.cache' / 'camvid_repro' / 'ours_seed1' / 'best.pt'
+AVX2_ONLY_SOURCE = REPO / 'benchmarks' / 'cpu_kinds' / 'avx2_only.c'
+#: CPUID features the AVX2-only child hides (the /proc/cpuinfo names).
+HIDDEN_BY_AVX2_ONLY = ('avx512', 'avx_vnni', 'amx')
+#: Seconds between paths: ONNX Runtime's and OpenVINO's worker threads spin a while after a run.
+PAUSE = 0.05
 SIZE = (512, 1024)
 FRAME = (1024, 2048)
 #: name, backend, model file kind, options; in table order.
@@ -121,6 +128,7 @@ def time_paths(segmenters, frame, rounds, runs):
     samples = {name: ([], []) for name in segmenters}
     for _ in range(rounds):
         for name, segmenter in segmenters.items():
+            time.sleep(PAUSE)
             for _ in range(runs):
                 start = time.perf_counter()
                 runners[name]()
@@ -204,7 +212,8 @@ def format_table(result):
         miou = result.get('camvid', {}).get(name)
         miou_text = f'{miou[0]:.2f}' if miou else '-'
         delta = f'{miou[0] - ref_miou:+.2f}' if miou and ref_miou is not None else '-'
-        label = name + result['emulated'].get(name, '')
+        label = (f"{name} (float parts {result['openvino_int8_precision']})"
+                 if name == 'OpenVINO int8' else name)
         same = 100 * result['agreement'][name]
         lines.append(f'| {label} | {model:.1f} ms | {model / ref_model:.2f} | {frame:.1f} ms | '
                      f'{frame / ref_frame:.2f} | {same:.2f} % | {miou_text} | {delta} |')
@@ -217,28 +226,51 @@ def format_table(result):
     return '\n'.join(lines)
 
 
+def build_avx2_only(cache):
+    """Compile the AVX2-only preload library into ``cache``; return its path."""
+    with open('/proc/cpuinfo') as f:
+        if 'cpuid_fault' not in f.read().split():
+            raise SystemExit('--avx2-only needs CPUID faulting (the cpuid_fault flag of '
+                             '/proc/cpuinfo), which this CPU or hypervisor lacks')
+    cache.mkdir(parents=True, exist_ok=True)
+    library = cache / 'avx2_only.so'
+    subprocess.run(['cc', '-O2', '-shared', '-fPIC', '-o', str(library), str(AVX2_ONLY_SOURCE)],
+                   check=True)
+    return library
+
+
+def check_avx2_only():
+    """Raise SystemExit unless every runtime here sees an AVX2-only CPU."""
+    from numpy._core._multiarray_umath import __cpu_features__ as numpy_features
+    import openvino
+    import torch
+
+    capabilities = openvino.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES')
+    seen = {'PyTorch': torch.backends.cpu.get_cpu_capability(),
+            'numpy AVX512F': numpy_features.get('AVX512F'), 'OpenVINO': sorted(capabilities)}
+    if seen['PyTorch'] != 'AVX2' or seen['numpy AVX512F'] or 'BF16' in seen['OpenVINO']:
+        raise SystemExit(f'the AVX2-only preload did not take: the runtimes see {seen}')
+    return seen
+
+
 def run(args):
-    """Measure on this process's CPU (as limited by the environment); return the result."""
+    """Measure on this process's CPU kind; return the result."""
     import openvino
 
     name, cores, flags = cpu_info()
-    emulated_avx2 = os.environ.get('ONEDNN_MAX_CPU_ISA', '').upper() == 'AVX2'
-    skip, emulated = {}, {}
+    skip = {}
+    if args.child_kind == 'avx2-only':
+        seen = check_avx2_only()
+        flags = [f for f in flags if not f.startswith(HIDDEN_BY_AVX2_ONLY)]
+        isa = ('AVX2-only: AVX-512, AVX-VNNI and AMX hidden from CPUID '
+               f'(benchmarks/cpu_kinds/avx2_only.c), PyTorch sees {seen["PyTorch"]}')
+    else:
+        isa = 'native ISA'
     capabilities = openvino.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES')
-    if 'BF16' not in capabilities or emulated_avx2:
-        skip['OpenVINO bf16'] = 'no native bf16' + (' (AVX2 emulated)' if emulated_avx2 else '')
-    if emulated_avx2:
-        emulated = {'ONNX Runtime fp32': ' (native ISA: MLAS ignores the limit)',
-                    'ONNX Runtime int8': ' (native ISA: MLAS ignores the limit)',
-                    'OpenVINO f32': ' (AVX2, emulated)', 'PyTorch fp32': ' (AVX2, emulated)',
-                    'OpenVINO int8': ' (AVX2, emulated; float parts f32)'}
+    if 'BF16' not in capabilities:
+        skip['OpenVINO bf16'] = 'no native bf16'
     models = export_models(args.checkpoint, SIZE, args.cache, args.min_agreement)
     segmenters = load_paths(models, args.checkpoint, SIZE, args.threads, skip)
-    if emulated_avx2:  # no bf16 under the limit: the float parts of int8 in f32
-        from liteseg_ros.inference import Segmenter
-
-        segmenters['OpenVINO int8'] = Segmenter.from_file(
-            models['int8'], 'openvino', device='cpu', threads=args.threads, precision='f32')
     if args.camvid:
         frames = [frame for frame, _ in camvid_frames(args.camvid, 'test', 4)]
         import cv2
@@ -252,14 +284,11 @@ def run(args):
     times = time_paths(segmenters, frames[0], args.rounds, args.runs)
     load_after = load_average()
     result = {'cpu': name, 'cores': cores, 'flags': flags, 'threads': args.threads,
-              'isa': ('ONEDNN_MAX_CPU_ISA=AVX2 (emulated AVX2-only)' if emulated_avx2
-                      else 'native ISA'),
-              'versions': versions(), 'load_before': load_before, 'load_after': load_after,
-              'rounds': args.rounds, 'runs': args.runs, 'times': times,
-              'agreement': agreement(segmenters, frames), 'skipped': skip,
-              'emulated': emulated,
+              'isa': isa, 'versions': versions(), 'load_before': load_before,
+              'load_after': load_after, 'rounds': args.rounds, 'runs': args.runs,
+              'times': times, 'agreement': agreement(segmenters, frames), 'skipped': skip,
               'openvino_int8_precision': segmenters['OpenVINO int8'].backend.precision}
-    if args.camvid and not emulated_avx2:
+    if args.camvid and not args.child_kind:
         from liteseg_ros.model.checkpoint import load_checkpoint
 
         config = load_checkpoint(args.checkpoint)['config']
@@ -283,13 +312,14 @@ def parse_args(argv=None):
     parser.add_argument('--camvid', type=Path, help='CamVid root (images/, labels/, test.txt)')
     parser.add_argument('--camvid-frames', type=int, default=0,
                         help='CamVid test images for the mIoU, spread over the list (0: all)')
-    parser.add_argument('--emulate-avx2', action='store_true',
-                        help='also measure in a child with ONEDNN_MAX_CPU_ISA=AVX2')
+    parser.add_argument('--avx2-only', action='store_true',
+                        help='also measure in a child that sees an AVX2-only CPU (CPUID masked)')
     parser.add_argument('--min-agreement', type=float, default=0.99,
                         help="the int8 export's accuracy gate (training.export)")
     parser.add_argument('--cache', type=Path, default=CACHE, help='exported models (cached)')
     parser.add_argument('--json', type=Path, help='also write the results here')
     parser.add_argument('--child-json', type=Path, help=argparse.SUPPRESS)
+    parser.add_argument('--child-kind', help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -303,15 +333,15 @@ def main(argv=None):
         args.child_json.write_text(json.dumps(results[0]))
         return 0
     print(format_table(results[0]), flush=True)
-    if args.emulate_avx2:
+    if args.avx2_only:
+        library = build_avx2_only(args.cache)
         child = args.cache / 'avx2_child.json'
         command = [sys.executable, __file__, '--checkpoint', str(args.checkpoint), '--threads',
                    str(args.threads), '--rounds', str(args.rounds), '--runs', str(args.runs),
                    '--min-agreement', str(args.min_agreement), '--cache', str(args.cache),
-                   '--child-json', str(child)] + (['--camvid', str(args.camvid)]
-                                                  if args.camvid else [])
-        subprocess.run(command, check=True, env=dict(os.environ, ONEDNN_MAX_CPU_ISA='AVX2',
-                                                     ATEN_CPU_CAPABILITY='avx2'))
+                   '--child-json', str(child), '--child-kind', 'avx2-only'] + (
+                       ['--camvid', str(args.camvid)] if args.camvid else [])
+        subprocess.run(command, check=True, env=dict(os.environ, LD_PRELOAD=str(library)))
         results.append(json.loads(child.read_text()))
         print('\n' + format_table(results[1]))
     if args.json:

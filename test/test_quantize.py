@@ -33,8 +33,8 @@ import pytest
 from training.calibration_data import (CalibrationError, load_calibration_frames, normalise,
                                        parse_source)
 from training.export import export_onnx, main as export_main
-from training.quantize import (reduce_precision, resolve_scheme, scheme_settings,
-                               sensitive_nodes, split_frames)
+from training.quantize import (pools_as_depthwise_convs, reduce_precision, resolve_scheme,
+                               scheme_settings, sensitive_nodes, split_frames)
 
 SMALL = (128, 256)
 QUIET = {'log': lambda message: None}
@@ -183,6 +183,63 @@ def test_the_retry_writes_the_sensitive_nodes_float(checkpoint, tmp_path, monkey
     assert any(n.op_type == 'QuantizeLinear' for n in written.graph.node)
     labels = load_backend(out, 'onnxruntime', 'cpu', threads=1).run(scenes(1))['labels']
     assert labels.shape == (1, *SMALL)
+
+
+def exclusive_average_pool(x, kernel, stride, pads):
+    """float64 AveragePool with count_include_pad=0, window by window."""
+    (kh, kw), (sh, sw), (top, left, bottom, right) = kernel, stride, pads
+    _, _, height, width = x.shape
+    rows = (height + top + bottom - kh) // sh + 1
+    cols = (width + left + right - kw) // sw + 1
+    out = np.empty(x.shape[:2] + (rows, cols))
+    for i in range(rows):
+        for j in range(cols):
+            r0, c0 = i * sh - top, j * sw - left
+            window = x[:, :, max(r0, 0):r0 + kh, max(c0, 0):c0 + kw]
+            out[:, :, i, j] = window.mean(axis=(2, 3))
+    return out
+
+
+@pytest.mark.parametrize('height, width, kernel, stride, pads', [
+    (16, 32, (3, 3), (2, 2), (1, 1, 1, 1)),  # STDC's skip pool, even sizes
+    (15, 9, (3, 3), (2, 2), (1, 1, 1, 1)),  # odd sizes: the last window overlaps the padding
+    (8, 16, (4, 8), (4, 8), (0, 0, 0, 0)),  # SPPM's pools: no padding, no border scale
+    (7, 7, (3, 3), (1, 1), (1, 2, 1, 0)),  # uneven pads
+])
+def test_average_pools_become_depthwise_convs_with_the_same_function(height, width, kernel,
+                                                                     stride, pads):
+    from onnx import helper, TensorProto
+    import onnxruntime as ort
+
+    pool = helper.make_node('AveragePool', ['x'], ['y'], name='pool', kernel_shape=kernel,
+                            strides=stride, pads=pads, count_include_pad=0)
+    graph = helper.make_graph([pool], 'g',
+                              [helper.make_tensor_value_info('x', TensorProto.FLOAT,
+                                                             [1, 5, height, width])],
+                              [helper.make_tensor_value_info('y', TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
+    rewritten = pools_as_depthwise_convs(model)
+    ops = [n.op_type for n in rewritten.graph.node]
+    assert 'AveragePool' not in ops and ops[0] == 'Conv'
+    assert ('Mul' in ops) == any(pads)  # the border scale only where windows meet padding
+    x = np.random.default_rng(0).normal(size=(1, 5, height, width)).astype(np.float32)
+    expected = exclusive_average_pool(x.astype(np.float64), kernel, stride, pads)
+    for candidate in (model, rewritten):  # the test's reference agrees with ONNX Runtime's pool
+        (got,) = ort.InferenceSession(candidate.SerializeToString()).run(None, {'x': x})
+        assert got.shape == expected.shape
+        # float32 sums of at most 32 unit-normal terms: a few ulps of their magnitude.
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+
+
+def test_cpu_int8_models_have_no_int8_average_pool_and_trt_ones_keep_theirs(fp32):
+    from training.quantize import quantize_int8
+
+    config = json.loads({p.key: p.value for p in fp32.metadata_props}['liteseg_config'])
+    pools = sum(n.op_type == 'AveragePool' for n in fp32.graph.node)
+    assert pools  # STDC's skip paths and SPPM: the check can tell
+    for scheme, kept in (('cpu-avx2', 0), ('trt', pools)):
+        model, _ = quantize_int8(fp32, scenes(2, seed=40), config, scheme)
+        assert sum(n.op_type == 'AveragePool' for n in model.graph.node) == kept, scheme
 
 
 def test_the_gate_refuses_black_calibration_frames_with_figures_and_writes_nothing(
