@@ -128,7 +128,7 @@ def test_auto_precision_is_bf16_exactly_where_the_cpu_has_it(models):
     for frame in frames():
         assert (bf16.segment(frame).mask == f32.segment(frame).mask).mean() >= BF16_MIN_AGREEMENT
     # What OpenVINO compiled is what was asked for.
-    request = bf16.backend.request('labels', False, 1)
+    request = bf16.backend.compiled('labels', False, 1)
     assert request.get_compiled_model().get_property(
         'INFERENCE_PRECISION_HINT').get_type_name() == 'bf16'
 
@@ -143,7 +143,7 @@ def runtime_precisions(request):
 @pytest.mark.skipif(not native_bf16(), reason='needs a CPU with native bf16')
 def test_bf16_keeps_the_normalisation_and_first_convolution_f32(models):
     backend = load_backend(models['128x256'], 'openvino', device='cpu', precision='bf16')
-    compiled = runtime_precisions(backend.request('labels', False, 1))
+    compiled = runtime_precisions(backend.compiled('labels', False, 1))
     convolutions = [precision for kind, precision in compiled if kind == 'Convolution']
     assert convolutions[0] == 'f32' and set(convolutions[1:]) == {'bf16'}
     first = next(i for i, (kind, _) in enumerate(compiled) if kind == 'Convolution')
@@ -162,7 +162,7 @@ def test_precision_words_and_threads(models):
     backend = load_backend(models['128x256'], 'openvino', device='cpu', threads=1,
                            precision='f32')
     backend.run(np.zeros((1, 128, 256, 3), np.uint8))
-    compiled = backend.request('labels', False, 1).get_compiled_model()
+    compiled = backend.compiled('labels', False, 1).get_compiled_model()
     assert compiled.get_property('INFERENCE_NUM_THREADS') == 1
     assert compiled.get_property('INFERENCE_PRECISION_HINT').get_type_name() == 'f32'
 

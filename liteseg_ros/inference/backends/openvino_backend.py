@@ -29,11 +29,7 @@ import tempfile
 from xml.etree import ElementTree
 
 from liteseg_ros.inference.backends import DeviceUnavailable, import_openvino
-from liteseg_ros.inference.backends.base import Backend, check_batch, check_onnx_classes
-from liteseg_ros.inference.model_files import (check_fused_outputs, load_onnx, ModelFileError,
-                                               onnx_metadata)
-from liteseg_ros.inference.onnx_graph import (CONFIDENCE_OUTPUT, LABELS_OUTPUT, LOGITS_OUTPUT,
-                                              wrap_pre_post)
+from liteseg_ros.inference.backends.onnx_file import OnnxFileBackend
 import numpy as np
 
 LOG = logging.getLogger(__name__)
@@ -112,7 +108,7 @@ def keep_first_conv_f32(core, model):
                                openvino.Tensor(np.fromfile(weights, np.uint8)))
 
 
-class OpenVinoBackend(Backend):
+class OpenVinoBackend(OnnxFileBackend):
     """
     Runs an exported liteseg ONNX model with OpenVINO; plain logits models are fused in memory.
 
@@ -121,6 +117,7 @@ class OpenVinoBackend(Backend):
     """
 
     name = 'openvino'
+    static_batches = True  # static shapes run faster
 
     def __init__(self, path, device='CPU', precision='auto', threads=None):
         """
@@ -129,14 +126,8 @@ class OpenVinoBackend(Backend):
         ``precision``: 'auto', 'f32' or 'bf16' (``device_precision``); ``threads``: CPU
         inference threads (None: OpenVINO's default). ``load_backend`` maps a device name.
         """
-        self.path = str(path)
         self._core = import_openvino().Core()
-        self._model = load_onnx(path)
-        self.config, self.io = onnx_metadata(self._model, path)
-        self.input_size = (int(self.io['height']), int(self.io['width']))
-        batch = self.io.get('batch', 1)
-        self.batch_size = None if batch == 'dynamic' else int(batch)
-        self.fused = self.io.get('layout') == 'nhwc_uint8'
+        self._load(path)
         self.device = device
         self.precision = device_precision(self._core, device, precision)
         self.properties = {'PERFORMANCE_HINT': 'LATENCY', 'NUM_STREAMS': 1}
@@ -144,15 +135,13 @@ class OpenVinoBackend(Backend):
             self.properties['INFERENCE_PRECISION_HINT'] = self.precision
         if threads and device.startswith('CPU'):
             self.properties['INFERENCE_NUM_THREADS'] = int(threads)
-        self._requests = {}
-        check_onnx_classes(self.path, self._model, self.config)
 
     def describe(self):
         """Return the one-line description, with the inference precision."""
         precision = self.precision or 'device default'
         return f'{super().describe()}, OpenVINO {precision}'
 
-    def _compile(self, model, batch=None):
+    def _compile(self, model, batch):
         """
         Return an infer request of ONNX ``model`` compiled for this device.
 
@@ -175,50 +164,10 @@ class OpenVinoBackend(Backend):
                                            f'{got}, not the {self.precision} asked for')
         return compiled.create_infer_request()
 
-    def request(self, output='labels', confidence=False, batch=None):
-        """Return (cached) the infer request producing ``output`` (+ confidence)."""
-        key = (output, confidence, batch)
-        if key not in self._requests:
-            if self.fused:
-                check_fused_outputs(self.path, self.io, output, confidence, self.name)
-                model = self._model
-            else:
-                model = wrap_pre_post(self._model, self.config['mean'], self.config['std'],
-                                      output, confidence)
-            self._requests[key] = self._compile(model, batch)
-        return self._requests[key]
-
     def _infer(self, request, names, images):
         results = request.infer({0: images}, share_inputs=True)
         by_name = {port.get_any_name(): value for port, value in results.items()}
         return [by_name[name] for name in names]
-
-    def run(self, images, output='labels', confidence=False):
-        """Run on uint8 NHWC ``images`` at the model size; return a dict of numpy arrays."""
-        check_batch(self, images)
-        names = [LABELS_OUTPUT if output == 'labels' else LOGITS_OUTPUT]
-        if confidence:
-            names.append(CONFIDENCE_OUTPUT)
-        images = np.ascontiguousarray(images)
-        if self.batch_size not in (None, len(images)):
-            # A fixed-batch model: run frame by frame.
-            request = self.request(output, confidence)
-            parts = [self._infer(request, names, images[i:i + 1]) for i in range(len(images))]
-            values = [np.concatenate(p) for p in zip(*parts)]
-        else:
-            batch = len(images) if self.batch_size is None else None
-            values = self._infer(self.request(output, confidence, batch), names, images)
-        return dict(zip(('labels' if output == 'labels' else 'logits', 'confidence'), values))
-
-    def run_model_only(self, normalised):
-        """Run the bare logits graph on float NCHW input (benchmarks)."""
-        if self.fused:
-            raise ModelFileError(f'{self.path}: a fused model has no float input')
-        batch = len(normalised) if self.batch_size is None else None
-        key = ('raw', batch)
-        if key not in self._requests:
-            self._requests[key] = self._compile(self._model, batch)
-        return self._infer(self._requests[key], [LOGITS_OUTPUT], normalised)[0]
 
 
 __all__ = ['device_precision', 'keep_first_conv_f32', 'OpenVinoBackend', 'PRECISIONS',

@@ -1,0 +1,96 @@
+# Copyright 2026 The liteseg_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""What the backends that run exported ONNX files share: loading, fusing, batching."""
+
+from liteseg_ros.inference.backends.base import Backend, check_batch, check_onnx_classes
+from liteseg_ros.inference.model_files import (check_fused_outputs, load_onnx, ModelFileError,
+                                               onnx_metadata)
+from liteseg_ros.inference.onnx_graph import (CONFIDENCE_OUTPUT, LABELS_OUTPUT, LOGITS_OUTPUT,
+                                              wrap_pre_post)
+import numpy as np
+
+
+class OnnxFileBackend(Backend):
+    """
+    A backend running a liteseg ONNX export; plain logits models are fused in memory.
+
+    A plain model gets uint8 NHWC input, in-graph normalisation and ArgMax (and confidence when
+    asked) from ``wrap_pre_post``; a fused export is checked for the outputs asked of it. Each
+    (output, confidence, batch) is compiled once and cached. Subclasses implement
+    ``_compile(model, batch)`` and ``_infer(compiled, names, images)``; with
+    ``static_batches`` a dynamic-batch model is compiled once per batch size.
+    """
+
+    static_batches = False
+
+    def _load(self, path):
+        """Read ``path`` and its liteseg metadata; refuse a class count its config disowns."""
+        self.path = str(path)
+        self._model = load_onnx(path)
+        self.config, self.io = onnx_metadata(self._model, path)
+        self.input_size = (int(self.io['height']), int(self.io['width']))
+        batch = self.io.get('batch', 1)
+        self.batch_size = None if batch == 'dynamic' else int(batch)
+        self.fused = self.io.get('layout') == 'nhwc_uint8'
+        self._compiled = {}
+        check_onnx_classes(self.path, self._model, self.config)
+
+    def _compile(self, model, batch):
+        raise NotImplementedError
+
+    def _infer(self, compiled, names, images):
+        raise NotImplementedError
+
+    def compiled(self, output='labels', confidence=False, batch=None):
+        """Return (cached) the compiled graph producing ``output`` (+ confidence)."""
+        key = (output, confidence, batch)
+        if key not in self._compiled:
+            if self.fused:
+                check_fused_outputs(self.path, self.io, output, confidence, self.name)
+                model = self._model
+            else:
+                model = wrap_pre_post(self._model, self.config['mean'], self.config['std'],
+                                      output, confidence)
+            self._compiled[key] = self._compile(model, batch)
+        return self._compiled[key]
+
+    def _batch_key(self, size):
+        return size if self.static_batches and self.batch_size is None else None
+
+    def run(self, images, output='labels', confidence=False):
+        """Run on uint8 NHWC ``images`` at the model size; return a dict of numpy arrays."""
+        check_batch(self, images)
+        names = [LABELS_OUTPUT if output == 'labels' else LOGITS_OUTPUT]
+        if confidence:
+            names.append(CONFIDENCE_OUTPUT)
+        images = np.ascontiguousarray(images)
+        if self.batch_size not in (None, len(images)):
+            # A fixed-batch model: run frame by frame.
+            compiled = self.compiled(output, confidence)
+            parts = [self._infer(compiled, names, images[i:i + 1]) for i in range(len(images))]
+            values = [np.concatenate(p) for p in zip(*parts)]
+        else:
+            compiled = self.compiled(output, confidence, self._batch_key(len(images)))
+            values = self._infer(compiled, names, images)
+        return dict(zip(('labels' if output == 'labels' else 'logits', 'confidence'), values))
+
+    def run_model_only(self, normalised):
+        """Run the bare logits graph on float NCHW input (benchmarks)."""
+        if self.fused:
+            raise ModelFileError(f'{self.path}: a fused model has no float input')
+        key = ('raw', self._batch_key(len(normalised)))
+        if key not in self._compiled:
+            self._compiled[key] = self._compile(self._model, key[1])
+        return self._infer(self._compiled[key], [LOGITS_OUTPUT], normalised)[0]
