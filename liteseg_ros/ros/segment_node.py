@@ -292,6 +292,10 @@ def main(args=None):
     node = None
     try:
         node = SegmentNode()
+        if not rclpy.ok():
+            # SIGINT while the node was being built, and handled inside it (a failed configure
+            # transition): the context is gone, and an executor made now would fail half-built.
+            return 0
         # Services, parameters and the diagnostics timer; images go to the worker thread.
         executor = SingleThreadedExecutor()
         executor.add_node(node)
