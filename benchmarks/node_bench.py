@@ -54,14 +54,14 @@ def prepare_dds():
     30 Hz in 8 s, against 240 of 240 with the profile), and a random ``ROS_DOMAIN_ID`` that
     keeps other nodes out (unless one is set).
     """
-    from liteseg_ros.ros.dds import large_frames_by_default, large_frames_profile, PROFILES_ENV
+    from liteseg_ros.ros.dds import (large_frames_by_default, large_frames_profile,
+                                     PROFILES_ENVS, profiles_env)
     from liteseg_ros.ros.segment_node import keep_large_buffers_in_heap
 
     keep_large_buffers_in_heap()
     os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
-    if large_frames_by_default() and not (os.environ.get(PROFILES_ENV)
-                                          or os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE')):
-        os.environ[PROFILES_ENV] = str(large_frames_profile())
+    if large_frames_by_default() and not any(os.environ.get(n) for n in PROFILES_ENVS):
+        os.environ[profiles_env()] = str(large_frames_profile())
     os.environ.setdefault('ROS_DOMAIN_ID', str(random.Random(os.getpid()).randint(120, 200)))
 
 

@@ -28,11 +28,13 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
+from liteseg_ros.ros.dds import large_frames_by_default
 
-# Forwarded to segment.launch.py (config and large_frames, when given, are seen by the
-# included file as well; otherwise it applies its own defaults).
+# Forwarded to segment.launch.py (config, when given, is seen by the included file as well;
+# otherwise it applies its own default).
 FORWARDED = (('model_path', ''), ('namespace', ''), ('use_sim_time', 'false'),
-             ('log_level', 'info'))
+             ('log_level', 'info'),
+             ('large_frames', 'true' if large_frames_by_default() else 'false'))
 
 
 def generate_launch_description():

@@ -25,7 +25,8 @@ Arguments: ``config`` (parameters file; default: the installed config/segment.ya
 or ``[front, rear]``; a zoo name of ``liteseg weights list`` is a model too),
 ``namespace`` (of the node, and so of relative camera topics), ``use_sim_time``,
 ``log_level`` and ``large_frames`` (true: the node's Fast DDS reads the shipped
-config/fastdds_large_frames.xml through FASTRTPS_DEFAULT_PROFILES_FILE; default true with
+config/fastdds_large_frames.xml through FASTDDS_DEFAULT_PROFILES_FILE (Fast DDS 3) or
+FASTRTPS_DEFAULT_PROFILES_FILE (Fast DDS 2); default true with
 Fast DDS 2, i.e. Jazzy; the camera driver's process needs the same file, see
 docs/troubleshooting.md).
 """
@@ -37,7 +38,7 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
-from liteseg_ros.ros.dds import large_frames_by_default, large_frames_profile, PROFILES_ENV
+from liteseg_ros.ros.dds import large_frames_by_default, large_frames_profile, profiles_env
 
 LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'fatal']
 
@@ -58,7 +59,7 @@ def _node(context):
         overrides['cameras'] = cameras
     environment = {}
     if value('large_frames').lower() == 'true':
-        environment[PROFILES_ENV] = str(large_frames_profile())
+        environment[profiles_env()] = str(large_frames_profile())
     return [LifecycleNode(
         package='liteseg_ros', executable='segment_node', name='segment_node',
         namespace=value('namespace'), parameters=[value('config'), overrides],

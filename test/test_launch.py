@@ -322,12 +322,34 @@ def expected_large_frames_default():
 
 
 @pytest.mark.skipif(not Path('/proc/self/maps').is_file(), reason='reads /proc (Linux)')
+def declared_arguments(launch_file):
+    """Return {name: default} of the arguments ``launch_file`` declares (ros2 launch -s)."""
+    from launch import LaunchContext
+    from launch.utilities import perform_substitutions
+
+    spec = importlib.util.spec_from_file_location(launch_file, ROOT / 'launch' / launch_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {a.name: perform_substitutions(LaunchContext(), a.default_value)
+            for a in module.generate_launch_description().get_launch_arguments()}
+
+
+def test_multi_camera_declares_what_it_forwards_with_segments_defaults():
+    segment = declared_arguments('segment.launch.py')
+    multi = declared_arguments('multi_camera.launch.py')
+    assert multi['large_frames'] == segment['large_frames'] == (
+        'true' if expected_large_frames_default() else 'false')
+    for name in ('model_path', 'namespace', 'use_sim_time', 'log_level'):
+        assert multi[name] == segment[name], name
+    assert multi['cameras'] == '/front,/rear'
+
+
 @pytest.mark.parametrize('launch_file, large_frames', [
     ('segment.launch.py', 'true'), ('segment.launch.py', 'false'), ('segment.launch.py', None),
     ('multi_camera.launch.py', 'true'), ('multi_camera.launch.py', 'false')])
 def test_large_frames_profile(tmp_path, onnx_model, client, launch_file, large_frames):
     """large_frames: the node gets the installed profile (and maps its 64 MiB) or does not."""
-    from liteseg_ros.ros.dds import PROFILE_NAME, PROFILES_ENV
+    from liteseg_ros.ros.dds import fast_dds_major, PROFILE_NAME, PROFILES_ENVS
 
     node, executor = client
     arguments = [('model_path', onnx_model)]
@@ -350,13 +372,16 @@ def test_large_frames_profile(tmp_path, onnx_model, client, launch_file, large_f
     assert 'Traceback' not in output, output[-4000:]
     assert segments, 'no Fast DDS shared-memory segment in the node process'
     if wanted:
-        profile = environment.get(PROFILES_ENV)
-        assert profile, sorted(environment)
+        # The name this Fast DDS reads without a deprecation warning, and only that one.
+        name = PROFILES_ENVS[0] if fast_dds_major() >= 3 else PROFILES_ENVS[1]
+        assert [n for n in PROFILES_ENVS if n in environment] == [name], sorted(environment)
+        profile = environment[name]
+        # rmw_fastrtps warns when a Fast DDS 3 participant reads the old variable.
+        assert 'but it is deprecated' not in output, output[-4000:]
         # The installed copy (share/liteseg_ros/config), which is the shipped file.
         assert Path(profile).parts[-4:] == ('share', 'liteseg_ros', 'config', PROFILE_NAME)
         assert Path(profile).samefile(ROOT / 'config' / PROFILE_NAME)
         assert max(segments.values()) >= 64 << 20, segments  # the profile's segment_size
     else:
-        assert PROFILES_ENV not in environment
-        assert 'FASTDDS_DEFAULT_PROFILES_FILE' not in environment
+        assert not [n for n in PROFILES_ENVS if n in environment]
         assert max(segments.values()) < 64 << 20, segments  # Fast DDS's default (512 KiB)

@@ -19,7 +19,7 @@ Fast DDS reads its transport settings once per process, so the node and a camera
 are both subprocesses with the same environment:
 
 - ``LARGE_DATA`` (``FASTDDS_BUILTIN_TRANSPORTS``), the shipped profile
-  ``config/fastdds_large_frames.xml`` (``FASTRTPS_DEFAULT_PROFILES_FILE``), and UDPv4 only;
+  ``config/fastdds_large_frames.xml`` (``profiles_env()``), and UDPv4 only;
 - with each, traffic flows both ways, then the node gets SIGINT and must exit with code 0
   within 5 s (a Jazzy process with LARGE_DATA was seen hanging in its TCP transport);
 - with the profile: 640x480 bgr8 best-effort frames, a burst of 300 malformed ~1 MB
@@ -37,7 +37,7 @@ import subprocess
 import sys
 import time
 
-from liteseg_ros.ros.dds import fast_dds_major, large_frames_profile, PROFILES_ENV
+from liteseg_ros.ros.dds import fast_dds_major, large_frames_profile, profiles_env, PROFILES_ENVS
 from model_fixtures import make_checkpoint
 import pytest
 from test_segment_node import node_command, write_params
@@ -118,10 +118,10 @@ print(json.dumps({'answered_after_s': time.monotonic() - burst_end if answered(l
 def transport_env(transport):
     """Return this process's environment with only ``transport``'s Fast DDS settings."""
     env = {k: v for k, v in os.environ.items()
-           if k not in ('FASTDDS_BUILTIN_TRANSPORTS', PROFILES_ENV,
-                        'FASTDDS_DEFAULT_PROFILES_FILE', 'ROS_AUTOMATIC_DISCOVERY_RANGE')}
+           if k not in ('FASTDDS_BUILTIN_TRANSPORTS', 'ROS_AUTOMATIC_DISCOVERY_RANGE')
+           + PROFILES_ENVS}
     if transport == 'profile':
-        env[PROFILES_ENV] = str(large_frames_profile())
+        env[profiles_env()] = str(large_frames_profile())
     else:
         env['FASTDDS_BUILTIN_TRANSPORTS'] = transport
     env['PYTHONUNBUFFERED'] = '1'

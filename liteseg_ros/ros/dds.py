@@ -18,8 +18,10 @@ Fast DDS settings for large frames: which Fast DDS runs, and the shipped profile
 On Fast DDS 2 (ROS 2 Jazzy) the LARGE_DATA builtin transports lose or stall large best-effort
 frames (a burst of 300 malformed 1 MB messages stopped delivery for ~15 s), and a process
 using them can hang in its TCP transport at exit. ``config/fastdds_large_frames.xml`` (a
-64 MiB shared-memory segment plus UDPv4) delivers them; Fast DDS reads it from
-``FASTRTPS_DEFAULT_PROFILES_FILE`` once per process. ``segment.launch.py``
+64 MiB shared-memory segment plus UDPv4) delivers them; Fast DDS reads it once per process
+from ``profiles_env()``: ``FASTDDS_DEFAULT_PROFILES_FILE`` on Fast DDS 3 (Kilted), which
+warns that the older ``FASTRTPS_DEFAULT_PROFILES_FILE`` is deprecated, and the older name on
+Fast DDS 2, which reads only that one. ``segment.launch.py``
 (``large_frames``) and the node benchmarks use these functions; see
 docs/troubleshooting.md, "Frames are lost".
 """
@@ -29,7 +31,8 @@ import os
 from pathlib import Path
 
 PROFILE_NAME = 'fastdds_large_frames.xml'
-PROFILES_ENV = 'FASTRTPS_DEFAULT_PROFILES_FILE'
+#: Every name a Fast DDS release reads the profile file from, newest first.
+PROFILES_ENVS = ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE')
 PACKAGE = 'liteseg_ros'
 
 
@@ -42,6 +45,11 @@ def fast_dds_major():
             continue
     distro = os.environ.get('ROS_DISTRO', '')
     return 2 if distro in ('humble', 'iron', 'jazzy') else 3 if distro else None
+
+
+def profiles_env():
+    """Return the variable this Fast DDS reads its XML profiles file from."""
+    return PROFILES_ENVS[0] if (fast_dds_major() or 2) >= 3 else PROFILES_ENVS[1]
 
 
 def large_frames_by_default():
