@@ -130,22 +130,11 @@ $(TEST_MODELS)/.stamp: test/make_test_models.py test/onnx_models.py
 	$(MODEL_VENV)/bin/python test/make_test_models.py $(TEST_MODELS)
 	@touch $@
 
-# The training tests run in an interpreter of their own: after the rest of the suite (ONNX
-# Runtime, OpenVINO, rclpy, Ray and torch loaded in one process) torch training segfaulted in
-# test_resume_equals_uninterrupted_run; alone, or after any of four subsets that together cover
-# every earlier test file, it passes.
-# Exit code 5 = nothing selected (e.g. -m 'ros or lite').
-ISOLATED_TESTS := test/test_train.py
 TEST_ENV := LITESEG_LOCK_FILE=$(TEST_LOCK) LITESEG_NODEPS_FILE=$(TEST_NODEPS) \
   LITESEG_TEST_MODELS=$(CURDIR)/$(TEST_MODELS)
 
 test: venv $(TEST_DEPS)
-ifeq ($(PROFILE),lite)
 	$(TEST_ENV) $(VPY) -m pytest $(TEST_SELECT) $(PYTEST_ARGS)
-else
-	$(TEST_ENV) $(VPY) -m pytest $(addprefix --ignore=,$(ISOLATED_TESTS)) $(PYTEST_ARGS)
-	$(TEST_ENV) $(VPY) -m pytest $(ISOLATED_TESTS) $(PYTEST_ARGS) || [ $$? -eq 5 ]
-endif
 
 demo: venv
 	$(VENV)/bin/liteseg node-demo $(DEMO_ARGS)
