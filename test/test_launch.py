@@ -321,7 +321,6 @@ def expected_large_frames_default():
     return major == 2
 
 
-@pytest.mark.skipif(not Path('/proc/self/maps').is_file(), reason='reads /proc (Linux)')
 def declared_arguments(launch_file):
     """Return {name: default} of the arguments ``launch_file`` declares (ros2 launch -s)."""
     from launch import LaunchContext
@@ -344,6 +343,7 @@ def test_multi_camera_declares_what_it_forwards_with_segments_defaults():
     assert multi['cameras'] == '/front,/rear'
 
 
+@pytest.mark.skipif(not Path('/proc/self/maps').is_file(), reason='reads /proc (Linux)')
 @pytest.mark.parametrize('launch_file, large_frames', [
     ('segment.launch.py', 'true'), ('segment.launch.py', 'false'), ('segment.launch.py', None),
     ('multi_camera.launch.py', 'true'), ('multi_camera.launch.py', 'false')])
