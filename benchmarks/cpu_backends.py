@@ -239,13 +239,11 @@ def build_avx2_only(cache):
     return library
 
 
-def check_avx2_only():
+def check_avx2_only(capabilities):
     """Raise SystemExit unless every runtime here sees an AVX2-only CPU."""
     from numpy._core._multiarray_umath import __cpu_features__ as numpy_features
-    import openvino
     import torch
 
-    capabilities = openvino.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES')
     seen = {'PyTorch': torch.backends.cpu.get_cpu_capability(),
             'numpy AVX512F': numpy_features.get('AVX512F'), 'OpenVINO': sorted(capabilities)}
     if seen['PyTorch'] != 'AVX2' or seen['numpy AVX512F'] or 'BF16' in seen['OpenVINO']:
@@ -259,14 +257,14 @@ def run(args):
 
     name, cores, flags = cpu_info()
     skip = {}
+    capabilities = openvino.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES')
     if args.child_kind == 'avx2-only':
-        seen = check_avx2_only()
+        seen = check_avx2_only(capabilities)
         flags = [f for f in flags if not f.startswith(HIDDEN_BY_AVX2_ONLY)]
         isa = ('AVX2-only: AVX-512, AVX-VNNI and AMX hidden from CPUID '
                f'(benchmarks/cpu_kinds/avx2_only.c), PyTorch sees {seen["PyTorch"]}')
     else:
         isa = 'native ISA'
-    capabilities = openvino.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES')
     if 'BF16' not in capabilities:
         skip['OpenVINO bf16'] = 'no native bf16'
     models = export_models(args.checkpoint, SIZE, args.cache, args.min_agreement)

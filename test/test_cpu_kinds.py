@@ -41,6 +41,18 @@ def cpu_flags():
         return set()
 
 
+@pytest.fixture(scope='module')
+def library(tmp_path_factory):
+    """Build the preload library once for the module."""
+    if shutil.which('cc') is None:
+        pytest.skip('needs a C compiler')
+    if 'cpuid_fault' not in cpu_flags():
+        pytest.skip('needs CPUID faulting')
+    path = tmp_path_factory.mktemp('preload') / 'avx2_only.so'
+    subprocess.run(['cc', '-O2', '-shared', '-fPIC', '-o', str(path), str(SOURCE)], check=True)
+    return path
+
+
 def seen(env):
     out = subprocess.run([sys.executable, '-c', PROBE], env=env, capture_output=True,
                          text=True, timeout=120)
@@ -48,12 +60,7 @@ def seen(env):
     return json.loads(out.stdout)
 
 
-@pytest.mark.skipif(shutil.which('cc') is None, reason='needs a C compiler')
-@pytest.mark.skipif('cpuid_fault' not in cpu_flags(), reason='needs CPUID faulting')
-def test_the_preload_shows_an_avx2_only_cpu_and_the_program_still_runs(tmp_path):
-    library = tmp_path / 'avx2_only.so'
-    subprocess.run(['cc', '-O2', '-shared', '-fPIC', '-o', str(library),
-                    str(SOURCE)], check=True)
+def test_the_preload_shows_an_avx2_only_cpu_and_the_program_still_runs(library):
     native = seen(dict(os.environ))
     masked = seen(dict(os.environ, LD_PRELOAD=str(library)))
     assert masked == dict.fromkeys(masked, False) | {'AVX2': True, 'FMA3': True}
@@ -61,12 +68,7 @@ def test_the_preload_shows_an_avx2_only_cpu_and_the_program_still_runs(tmp_path)
         assert native['AVX512F'] and native['AVX2']
 
 
-@pytest.mark.skipif(shutil.which('cc') is None, reason='needs a C compiler')
-@pytest.mark.skipif('cpuid_fault' not in cpu_flags(), reason='needs CPUID faulting')
-def test_a_real_segfault_under_the_preload_still_kills_the_process(tmp_path):
-    library = tmp_path / 'avx2_only.so'
-    subprocess.run(['cc', '-O2', '-shared', '-fPIC', '-o', str(library), str(SOURCE)],
-                   check=True)
+def test_a_real_segfault_under_the_preload_still_kills_the_process(library):
     code = 'import ctypes; ctypes.string_at(0)'
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, timeout=60,
                          env=dict(os.environ, LD_PRELOAD=str(library)))

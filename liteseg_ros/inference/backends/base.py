@@ -64,12 +64,3 @@ def check_classes(path, model_classes, config):
         names = config['class_names'][:3]
         raise ModelFileError(f'{path}: the model outputs {model_classes} classes but its config '
                              f"lists {config['num_classes']} ({names}...)")
-
-
-def check_onnx_classes(path, model, config):
-    """Refuse an ONNX logits model whose class channels disagree with its config."""
-    from liteseg_ros.inference.onnx_graph import LOGITS_OUTPUT
-
-    output = model.graph.output[0]
-    if output.name == LOGITS_OUTPUT:
-        check_classes(path, output.type.tensor_type.shape.dim[1].dim_value, config)

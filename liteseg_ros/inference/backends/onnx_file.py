@@ -14,7 +14,7 @@
 
 """What the backends that run exported ONNX files share: loading, fusing, batching."""
 
-from liteseg_ros.inference.backends.base import Backend, check_batch, check_onnx_classes
+from liteseg_ros.inference.backends.base import Backend, check_batch, check_classes
 from liteseg_ros.inference.model_files import (check_fused_outputs, load_onnx, ModelFileError,
                                                onnx_metadata)
 from liteseg_ros.inference.onnx_graph import (CONFIDENCE_OUTPUT, LABELS_OUTPUT, LOGITS_OUTPUT,
@@ -45,7 +45,9 @@ class OnnxFileBackend(Backend):
         self.batch_size = None if batch == 'dynamic' else int(batch)
         self.fused = self.io.get('layout') == 'nhwc_uint8'
         self._compiled = {}
-        check_onnx_classes(self.path, self._model, self.config)
+        output = self._model.graph.output[0]
+        if output.name == LOGITS_OUTPUT:  # a plain model: its class channels against its config
+            check_classes(self.path, output.type.tensor_type.shape.dim[1].dim_value, self.config)
 
     def _compile(self, model, batch):
         raise NotImplementedError
