@@ -33,7 +33,8 @@ import tempfile
 
 from liteseg_ros.inference.metrics import ConfusionMatrix
 from liteseg_ros.inference.model_files import onnx_io, write_onnx_metadata
-from liteseg_ros.inference.onnx_graph import IMAGE_INPUT, LOGITS_OUTPUT
+from liteseg_ros.inference.onnx_graph import IMAGE_INPUT, LOGITS_OUTPUT, split_final_upsample
+from liteseg_ros.inference.upsampled_argmax import upsampled_argmax
 import numpy as np
 import onnx
 from training.calibration_data import normalise
@@ -332,8 +333,12 @@ def _copy_metadata(source, target):
 
 
 def _labels(model, inputs, threads=0):
+    """Return the class ids the ONNX backends give (``upsampled_argmax`` where it applies)."""
     import onnxruntime as ort
 
+    split = split_final_upsample(model)
+    if split:
+        model, scale = split
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
@@ -347,7 +352,8 @@ def _labels(model, inputs, threads=0):
         count = len(chunk)
         if batch and count < batch:
             chunk = np.concatenate([chunk, np.repeat(chunk[:1], batch - count, axis=0)])
-        labels.append(session.run([LOGITS_OUTPUT], {IMAGE_INPUT: chunk})[0][:count].argmax(1))
+        logits = session.run([LOGITS_OUTPUT], {IMAGE_INPUT: chunk})[0][:count]
+        labels.append(upsampled_argmax(logits, scale) if split else logits.argmax(1))
     return np.concatenate(labels)
 
 

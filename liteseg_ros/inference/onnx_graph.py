@@ -17,7 +17,9 @@ ONNX graph surgery: fold pre- and post-processing into a logits model.
 
 The wrapped graph takes the resized camera frames as they are (uint8, NHWC, RGB), normalises
 them in-graph, and ends in an ArgMax (uint8 class ids) with an optional softmax confidence, so
-the host neither converts to float nor scans 19 logit planes.
+the host neither converts to float nor scans 19 logit planes. ``split_final_upsample`` cuts a
+logits model before its final upsampling, for backends that find the class ids of the upsampled
+logits on the host (``upsampled_argmax``).
 """
 
 from liteseg_ros.inference.model_files import write_onnx_metadata
@@ -103,3 +105,67 @@ def wrap_pre_post(model, mean, std, output='labels', confidence=False):
     write_onnx_metadata(wrapped, io=io)
     onnx.checker.check_model(wrapped)
     return wrapped
+
+
+def _attributes(node):
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def split_final_upsample(model):
+    """
+    Return (``model`` ending before its final upsampling, (sy, sx)), or None.
+
+    The cut model's LOGITS_OUTPUT is the low-resolution logits (N, C, h, w); (sy, sx) are the
+    factors of the upsampling it skips. None unless LOGITS_OUTPUT is made by a Resize that
+    ``upsampled_argmax`` reproduces: linear, half-pixel centres, no antialiasing, static sizes
+    and even integer factors.
+    """
+    graph = model.graph
+    producers = [n for n in graph.node if LOGITS_OUTPUT in n.output]
+    if len(producers) != 1 or producers[0].op_type != 'Resize':
+        return None
+    resize = producers[0]
+    attributes = _attributes(resize)
+    if (attributes.get('mode') != b'linear' or attributes.get('antialias', 0)
+            or attributes.get('coordinate_transformation_mode', b'half_pixel')
+            not in (b'half_pixel', b'pytorch_half_pixel') or 'axes' in attributes):
+        return None
+    source = resize.input[0]
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {v.name: _dims(v) for v in list(inferred.graph.value_info) + list(graph.output)}
+    low, high = shapes.get(source), shapes.get(LOGITS_OUTPUT)
+    image = next((i for i in graph.input if i.name == IMAGE_INPUT), None)
+    if high and image and not all(isinstance(d, int) for d in high[2:]):
+        high = high[:2] + _dims(image)[2:]  # symbolic (dynamic-batch export): the input size
+    if not low or not high or len(low) != 4 or not all(isinstance(d, int) and d > 0
+                                                       for d in low[1:] + high[2:]):
+        return None
+    (_, classes, h, w), (_, _, height, width) = low, high
+    if height % h or width % w or (height // h) % 2 or (width // w) % 2:
+        return None
+
+    cut = onnx.ModelProto()
+    cut.CopyFrom(model)
+    nodes = [n for n in cut.graph.node if LOGITS_OUTPUT not in n.output]
+    for node in nodes:  # the low-resolution logits take the output's name
+        node.output[:] = [LOGITS_OUTPUT if name == source else name for name in node.output]
+        node.input[:] = [LOGITS_OUTPUT if name == source else name for name in node.input]
+    needed, kept = {LOGITS_OUTPUT}, []
+    for node in reversed(nodes):  # drop what only fed the Resize (its size computation)
+        if needed.intersection(node.output):
+            kept.append(node)
+            needed.update(node.input)
+    del cut.graph.node[:]
+    cut.graph.node.extend(reversed(kept))
+    used = needed | {i.name for i in cut.graph.input}
+    initializers = [t for t in cut.graph.initializer if t.name in used]
+    del cut.graph.initializer[:]
+    cut.graph.initializer.extend(initializers)
+    value_info = [v for v in cut.graph.value_info if v.name in used and v.name != source]
+    del cut.graph.value_info[:]
+    cut.graph.value_info.extend(value_info)
+    batch = high[0] or 'batch'
+    del cut.graph.output[:]
+    cut.graph.output.append(helper.make_tensor_value_info(LOGITS_OUTPUT, TensorProto.FLOAT,
+                                                          [batch, classes, h, w]))
+    return cut, (height // h, width // w)

@@ -18,8 +18,12 @@ from liteseg_ros.inference.backends.base import Backend, check_batch, check_clas
 from liteseg_ros.inference.model_files import (check_fused_outputs, load_onnx, ModelFileError,
                                                onnx_metadata)
 from liteseg_ros.inference.onnx_graph import (CONFIDENCE_OUTPUT, LABELS_OUTPUT, LOGITS_OUTPUT,
-                                              wrap_pre_post)
+                                              split_final_upsample, wrap_pre_post)
+from liteseg_ros.inference.upsampled_argmax import upsampled_argmax
 import numpy as np
+
+#: The graph ``run`` uses for labels when the host finds them (``upsampled_argmax``).
+LOW_RES_LOGITS = 'low_res_logits'
 
 
 class OnnxFileBackend(Backend):
@@ -31,9 +35,16 @@ class OnnxFileBackend(Backend):
     (output, confidence, batch) is compiled once and cached. Subclasses implement
     ``_compile(model, batch)`` and ``_infer(compiled, names, images)``; with
     ``static_batches`` a dynamic-batch model is compiled once per batch size.
+
+    Labels without confidence come from the graph cut before the model's final upsampling,
+    with ``upsampled_argmax`` on the host: the same class ids, without upsampling and scanning
+    every class plane at full resolution. ``upsample_on_host = False`` keeps the in-graph
+    Resize and ArgMax (what a fused export has anyway); models whose final upsampling
+    ``split_final_upsample`` does not take use the in-graph path too.
     """
 
     static_batches = False
+    upsample_on_host = True
 
     def _load(self, path):
         """Read ``path`` and its liteseg metadata; refuse a class count its config disowns."""
@@ -45,6 +56,7 @@ class OnnxFileBackend(Backend):
         self.batch_size = None if batch == 'dynamic' else int(batch)
         self.fused = self.io.get('layout') == 'nhwc_uint8'
         self._compiled = {}
+        self._split = None  # (cut model, scale) or False, on first use
         output = self._model.graph.output[0]
         if output.name == LOGITS_OUTPUT:  # a plain model: its class channels against its config
             check_classes(self.path, output.type.tensor_type.shape.dim[1].dim_value, self.config)
@@ -56,10 +68,18 @@ class OnnxFileBackend(Backend):
         raise NotImplementedError
 
     def compiled(self, output='labels', confidence=False, batch=None):
-        """Return (cached) the compiled graph producing ``output`` (+ confidence)."""
+        """
+        Return (cached) the compiled graph producing ``output`` (+ confidence).
+
+        ``output``: 'labels', 'logits' or LOW_RES_LOGITS (the logits before the final
+        upsampling; ``host_upsample`` says whether the model has such a cut).
+        """
         key = (output, confidence, batch)
         if key not in self._compiled:
-            if self.fused:
+            if output == LOW_RES_LOGITS:
+                model = wrap_pre_post(self.host_upsample()[0], self.config['mean'],
+                                      self.config['std'], 'logits')
+            elif self.fused:
                 check_fused_outputs(self.path, self.io, output, confidence, self.name)
                 model = self._model
             else:
@@ -68,25 +88,37 @@ class OnnxFileBackend(Backend):
             self._compiled[key] = self._compile(model, batch)
         return self._compiled[key]
 
+    def host_upsample(self):
+        """Return (cut model, scale) when labels can come from ``upsampled_argmax``, else None."""
+        if self._split is None:
+            self._split = (not self.fused and split_final_upsample(self._model)) or False
+        return self._split or None
+
     def _batch_key(self, size):
         return size if self.static_batches and self.batch_size is None else None
 
     def run(self, images, output='labels', confidence=False):
         """Run on uint8 NHWC ``images`` at the model size; return a dict of numpy arrays."""
         check_batch(self, images)
+        if (output == 'labels' and not confidence and self.upsample_on_host
+                and self.host_upsample()):
+            low = self._run_graph(LOW_RES_LOGITS, False, [LOGITS_OUTPUT], images)[0]
+            return {'labels': upsampled_argmax(low, self.host_upsample()[1])}
         names = [LABELS_OUTPUT if output == 'labels' else LOGITS_OUTPUT]
         if confidence:
             names.append(CONFIDENCE_OUTPUT)
+        values = self._run_graph(output, confidence, names, images)
+        return dict(zip(('labels' if output == 'labels' else 'logits', 'confidence'), values))
+
+    def _run_graph(self, output, confidence, names, images):
         images = np.ascontiguousarray(images)
         if self.batch_size not in (None, len(images)):
             # A fixed-batch model: run frame by frame.
             compiled = self.compiled(output, confidence)
             parts = [self._infer(compiled, names, images[i:i + 1]) for i in range(len(images))]
-            values = [np.concatenate(p) for p in zip(*parts)]
-        else:
-            compiled = self.compiled(output, confidence, self._batch_key(len(images)))
-            values = self._infer(compiled, names, images)
-        return dict(zip(('labels' if output == 'labels' else 'logits', 'confidence'), values))
+            return [np.concatenate(p) for p in zip(*parts)]
+        compiled = self.compiled(output, confidence, self._batch_key(len(images)))
+        return self._infer(compiled, names, images)
 
     def run_model_only(self, normalised):
         """Run the bare logits graph on float NCHW input (benchmarks)."""
