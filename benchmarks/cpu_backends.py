@@ -72,6 +72,7 @@ PATHS = (
     ('PyTorch fp32', 'torch', 'checkpoint', {}),
 )
 REFERENCE = 'ONNX Runtime fp32'
+IN_GRAPH = ', in-graph ArgMax'
 
 
 def export_models(checkpoint, size, out, min_agreement):
@@ -95,8 +96,13 @@ def export_models(checkpoint, size, out, min_agreement):
     return models
 
 
-def load_paths(models, checkpoint, size, threads, skip=()):
-    """Return {name: Segmenter} for every path of PATHS not in ``skip``."""
+def load_paths(models, checkpoint, size, threads, skip=(), in_graph_argmax=False):
+    """
+    Return {name: Segmenter} for every path of PATHS not in ``skip``.
+
+    ``in_graph_argmax`` adds each ONNX path again with the model's own Resize and ArgMax in the
+    graph (``upsample_on_host = False``), named '<path>, in-graph ArgMax'.
+    """
     from liteseg_ros.inference import Segmenter
 
     segmenters = {}
@@ -108,6 +114,11 @@ def load_paths(models, checkpoint, size, threads, skip=()):
             options = dict(options, input_size=size)
         segmenters[name] = Segmenter.from_file(path, backend, device='cpu', threads=threads,
                                                **options)
+        if in_graph_argmax and backend != 'torch':
+            in_graph = Segmenter.from_file(path, backend, device='cpu', threads=threads,
+                                           **options)
+            in_graph.backend.upsample_on_host = False
+            segmenters[f'{name}{IN_GRAPH}'] = in_graph
     return segmenters
 
 
@@ -204,7 +215,9 @@ def format_table(result):
              '|---|---|---|---|---|---|---|---|']
     ref_model, ref_frame = result['times'][REFERENCE]
     ref_miou = result.get('camvid', {}).get(REFERENCE, (None,))[0]
-    for name, _, _, _ in PATHS:
+    names = [name for base, _, _, _ in PATHS for name in (base, base + IN_GRAPH)
+             if name == base or name in result['times']]
+    for name in names:
         if name not in result['times']:
             lines.append(f"| {name} | {result['skipped'].get(name, 'not run')} | | | | | | |")
             continue
@@ -268,7 +281,8 @@ def run(args):
     if 'BF16' not in capabilities:
         skip['OpenVINO bf16'] = 'no native bf16'
     models = export_models(args.checkpoint, SIZE, args.cache, args.min_agreement)
-    segmenters = load_paths(models, args.checkpoint, SIZE, args.threads, skip)
+    segmenters = load_paths(models, args.checkpoint, SIZE, args.threads, skip,
+                            args.in_graph_argmax)
     if args.camvid:
         frames = [frame for frame, _ in camvid_frames(args.camvid, 'test', 4)]
         import cv2
@@ -312,6 +326,9 @@ def parse_args(argv=None):
                         help='CamVid test images for the mIoU, spread over the list (0: all)')
     parser.add_argument('--avx2-only', action='store_true',
                         help='also measure in a child that sees an AVX2-only CPU (CPUID masked)')
+    parser.add_argument('--in-graph-argmax', action='store_true',
+                        help="also time each ONNX path with the model's Resize and ArgMax "
+                             'in the graph (before upsampled_argmax)')
     parser.add_argument('--min-agreement', type=float, default=0.99,
                         help="the int8 export's accuracy gate (training.export)")
     parser.add_argument('--cache', type=Path, default=CACHE, help='exported models (cached)')
@@ -338,7 +355,8 @@ def main(argv=None):
                    str(args.threads), '--rounds', str(args.rounds), '--runs', str(args.runs),
                    '--min-agreement', str(args.min_agreement), '--cache', str(args.cache),
                    '--child-json', str(child), '--child-kind', 'avx2-only'] + (
-                       ['--camvid', str(args.camvid)] if args.camvid else [])
+                       ['--camvid', str(args.camvid)] if args.camvid else []) + (
+                       ['--in-graph-argmax'] if args.in_graph_argmax else [])
         subprocess.run(command, check=True, env=dict(os.environ, LD_PRELOAD=str(library)))
         results.append(json.loads(child.read_text()))
         print('\n' + format_table(results[1]))

@@ -242,6 +242,25 @@ def test_cpu_int8_models_have_no_int8_average_pool_and_trt_ones_keep_theirs(fp32
         assert sum(n.op_type == 'AveragePool' for n in model.graph.node) == kept, scheme
 
 
+def test_cpu_int8_image_step_is_the_normalisations_and_uint8_frames_feed_it(fp32):
+    """The image's step is 1 / (255 std) even when no calibration pixel is 0 or 255."""
+    from liteseg_ros.inference.onnx_graph import IMAGE_INPUT, wrap_pre_post
+    from training.quantize import quantize_int8
+
+    config = json.loads({p.key: p.value for p in fp32.metadata_props}['liteseg_config'])
+    grey = scenes(2, seed=40) // 2 + 64  # grey levels 64 to 191 only
+    model, _ = quantize_int8(fp32, grey, config, 'cpu-avx2')
+    (quantize,) = [n for n in model.graph.node if IMAGE_INPUT in n.input]
+    values = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    step, zero_point = (values[name] for name in quantize.input[1:])
+    assert step == np.float32(1 / (255 * config['std'][0]))
+    assert zero_point == np.round(255 * config['mean'][0])  # 127.5 -> 128, as ONNX rounds
+    fed = wrap_pre_post(model, config['mean'], config['std'], 'logits', uint8_into_int8=True)
+    assert not [n for n in fed.graph.node if n.op_type in ('QuantizeLinear', 'Cast')
+                and n.output[0] in ('pre_float', 'image_QuantizeLinear_Output')]
+    assert [n.op_type for n in fed.graph.node][0] == 'Transpose'
+
+
 def test_the_gate_refuses_black_calibration_frames_with_figures_and_writes_nothing(
         checkpoint, tmp_path, capsys):
     folder = tmp_path / 'black'

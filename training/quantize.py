@@ -33,7 +33,8 @@ import tempfile
 
 from liteseg_ros.inference.metrics import ConfusionMatrix
 from liteseg_ros.inference.model_files import onnx_io, write_onnx_metadata
-from liteseg_ros.inference.onnx_graph import IMAGE_INPUT, LOGITS_OUTPUT, split_final_upsample
+from liteseg_ros.inference.onnx_graph import (IMAGE_INPUT, LOGITS_OUTPUT, split_final_upsample,
+                                              UINT8_INPUT, wrap_pre_post)
 from liteseg_ros.inference.upsampled_argmax import upsampled_argmax
 import numpy as np
 import onnx
@@ -177,6 +178,14 @@ def quantize_int8(model, frames, config, scheme, keep_float=False):
 
     settings = scheme_settings(scheme)
     inputs = normalise(frames, config['mean'], config['std'])
+    if scheme == 'cpu-avx2':
+        # The image's range is that of any uint8 frame, not of the calibration frames: with
+        # one mean and std its step is then the normalisation's, and the backends feed the
+        # uint8 frame in as the quantized image (onnx_graph.wrap_pre_post, uint8_into_int8).
+        mean, std = (np.asarray(config[k], np.float32) for k in ('mean', 'std'))
+        low, high = (-mean / std).min(), ((1 - mean) / std).max()
+        settings['extra_options'] = {'TensorQuantOverrides': {
+            IMAGE_INPUT: [{'rmin': np.float32(low), 'rmax': np.float32(high)}]}}
     if scheme != 'trt':
         model = pools_as_depthwise_convs(model)
     with tempfile.TemporaryDirectory(prefix='liteseg_int8_') as tmp:
@@ -332,36 +341,36 @@ def _copy_metadata(source, target):
     target.producer_name = source.producer_name
 
 
-def _labels(model, inputs, threads=0):
-    """Return the class ids the ONNX backends give (``upsampled_argmax`` where it applies)."""
+def _labels(model, frames, config):
+    """
+    Return the class ids the ONNX CPU backends give for uint8 NHWC ``frames``.
+
+    The graph they run: fused with ``wrap_pre_post`` (int8: the frame as quantized input), cut
+    before the final upsampling where ``upsampled_argmax`` applies.
+    """
     import onnxruntime as ort
 
     split = split_final_upsample(model)
-    if split:
-        model, scale = split
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    session = ort.InferenceSession(model.SerializeToString(), options,
-                                   providers=['CPUExecutionProvider'])
+    graph = wrap_pre_post(split[0] if split else model, config['mean'], config['std'], 'logits',
+                          uint8_into_int8=True)
+    session = ort.InferenceSession(graph.SerializeToString(), providers=['CPUExecutionProvider'])
     batch = _input_batch(model)
-    step = batch or len(inputs)
+    step = batch or len(frames)
     labels = []
-    for i in range(0, len(inputs), step):
-        chunk = inputs[i:i + step]
+    for i in range(0, len(frames), step):
+        chunk = frames[i:i + step]
         count = len(chunk)
         if batch and count < batch:
             chunk = np.concatenate([chunk, np.repeat(chunk[:1], batch - count, axis=0)])
-        logits = session.run([LOGITS_OUTPUT], {IMAGE_INPUT: chunk})[0][:count]
-        labels.append(upsampled_argmax(logits, scale) if split else logits.argmax(1))
+        logits = session.run([LOGITS_OUTPUT], {UINT8_INPUT: chunk})[0][:count]
+        labels.append(upsampled_argmax(logits, split[1]) if split else logits.argmax(1))
     return np.concatenate(labels)
 
 
 def compare(reference, candidate, frames, config):
     """Return {'agreement', 'miou', 'frames'}: ``candidate``'s masks against ``reference``'s."""
-    inputs = normalise(frames, config['mean'], config['std'])
-    expected = _labels(reference, inputs)
-    got = _labels(candidate, inputs)
+    expected = _labels(reference, frames, config)
+    got = _labels(candidate, frames, config)
     matrix = ConfusionMatrix(int(config['num_classes']))
     matrix.update(got, expected)
     return {'agreement': float((got == expected).mean()),

@@ -38,13 +38,16 @@ def _dims(value_info):
     return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
 
 
-def wrap_pre_post(model, mean, std, output='labels', confidence=False):
+def wrap_pre_post(model, mean, std, output='labels', confidence=False, uint8_into_int8=False):
     """
     Return a copy of logits ``model`` with uint8 NHWC input and the chosen outputs.
 
     ``output`` is 'labels' (ArgMax, uint8) or 'logits'; ``confidence`` adds the per-pixel
     softmax probability of the chosen class (float32). The io metadata is updated (input,
-    layout, output, confidence); its size and batch entries are kept.
+    layout, output, confidence); its size and batch entries are kept. ``uint8_into_int8``: an
+    int8 QDQ model whose image quantization step is the normalisation's gets the uint8 frame as
+    its quantized input (``_feed_uint8_to_int8``; ONNX Runtime and OpenVINO, not TensorRT,
+    whose DequantizeLinear takes int8 only).
     """
     if output not in ('labels', 'logits'):
         raise ValueError(f"output must be 'labels' or 'logits', got {output!r}")
@@ -95,6 +98,8 @@ def wrap_pre_post(model, mean, std, output='labels', confidence=False):
     nodes = pre + list(graph.node) + post
     del graph.node[:]
     graph.node.extend(nodes)
+    if uint8_into_int8 and _feed_uint8_to_int8(graph, scale, shift):
+        _prune(graph, [o.name for o in outputs])
     del graph.input[:]
     graph.input.append(helper.make_tensor_value_info(UINT8_INPUT, TensorProto.UINT8,
                                                      [batch_dim, height, width, 3]))
@@ -150,18 +155,10 @@ def split_final_upsample(model):
     for node in nodes:  # the low-resolution logits take the output's name
         node.output[:] = [LOGITS_OUTPUT if name == source else name for name in node.output]
         node.input[:] = [LOGITS_OUTPUT if name == source else name for name in node.input]
-    needed, kept = {LOGITS_OUTPUT}, []
-    for node in reversed(nodes):  # drop what only fed the Resize (its size computation)
-        if needed.intersection(node.output):
-            kept.append(node)
-            needed.update(node.input)
     del cut.graph.node[:]
-    cut.graph.node.extend(reversed(kept))
-    used = needed | {i.name for i in cut.graph.input}
-    initializers = [t for t in cut.graph.initializer if t.name in used]
-    del cut.graph.initializer[:]
-    cut.graph.initializer.extend(initializers)
-    value_info = [v for v in cut.graph.value_info if v.name in used and v.name != source]
+    cut.graph.node.extend(nodes)
+    _prune(cut.graph, [LOGITS_OUTPUT])  # what only fed the Resize (its size computation)
+    value_info = [v for v in cut.graph.value_info if v.name != source]
     del cut.graph.value_info[:]
     cut.graph.value_info.extend(value_info)
     batch = high[0] or 'batch'
@@ -169,3 +166,82 @@ def split_final_upsample(model):
     cut.graph.output.append(helper.make_tensor_value_info(LOGITS_OUTPUT, TensorProto.FLOAT,
                                                           [batch, classes, h, w]))
     return cut, (height // h, width // w)
+
+
+def _prune(graph, outputs):
+    """Keep only the nodes, initializers and value infos that ``outputs`` depend on."""
+    needed, kept = set(outputs), []
+    for node in reversed(graph.node):
+        if needed.intersection(node.output):
+            kept.append(node)
+            needed.update(node.input)
+    del graph.node[:]
+    graph.node.extend(reversed(kept))
+    for field in (graph.initializer, graph.value_info):
+        entries = [entry for entry in field if entry.name in needed]
+        del field[:]
+        field.extend(entries)
+
+
+def _feed_uint8_to_int8(graph, scale, shift):
+    """
+    Give an int8 model's first convolutions the uint8 frame as their quantized input.
+
+    Applies when the normalised image is only quantized (one QuantizeLinear, read only by
+    DequantizeLinears that feed Convs with quantized int32 biases) and the quantization step is
+    the normalisation's own (1 / (255 std)): then the uint8 pixels are the quantized image with
+    its zero point (about 255 mean), up to a constant ``delta`` (half a step for mean 0.5) that
+    the convolutions' biases take up (``delta`` times the sum of each filter's weights). This
+    saves the float pass over the frame (cast, scale, shift, quantize), and keeps all 256 grey
+    levels: quantizing ``p - 127.5`` rounds half to even, so pairs of grey levels merged. Only
+    the zero padding of those convolutions differs: a padded tap now stands for ``-delta``
+    instead of 0 (half a step, at the frame's border). Return True when it applied.
+    """
+    def consumers(name):
+        return [n for n in graph.node if name in n.input]
+
+    initializers = {t.name: t for t in graph.initializer}
+    quantize = consumers(IMAGE_INPUT)
+    if scale.ndim or len(quantize) != 1 or quantize[0].op_type != 'QuantizeLinear':
+        return False
+    (quantize,) = quantize
+    step = initializers.get(quantize.input[1])
+    point = initializers.get(quantize.input[2]) if len(quantize.input) > 2 else None
+    if (step is None or point is None or point.data_type != TensorProto.UINT8
+            or numpy_helper.to_array(step).size != 1
+            or abs(numpy_helper.to_array(step).item() * 255 / float(scale) - 255) > 1e-4):
+        return False
+    dequantizers = consumers(quantize.output[0])
+    convs = [c for d in dequantizers for c in consumers(d.output[0])]
+    if (not dequantizers or any(d.op_type != 'DequantizeLinear' for d in dequantizers)
+            or any(c.op_type != 'Conv' or len(c.input) < 3 or c.input[0] not in
+                   [d.output[0] for d in dequantizers] for c in convs)):
+        return False
+    producers = {n.output[0]: n for n in graph.node}
+    zero_point = int(numpy_helper.to_array(point))  # the calibrated one: about 255 mean
+    delta = float(shift) + zero_point * float(scale)  # normalised = dequantized + delta
+    updates = []
+    for conv in convs:
+        weights, bias = producers.get(conv.input[1]), producers.get(conv.input[2])
+        if (weights is None or bias is None or weights.op_type != 'DequantizeLinear'
+                or bias.op_type != 'DequantizeLinear'
+                or not all(i in initializers for i in list(weights.input) + list(bias.input))):
+            return False
+        q_weights, w_scale, *w_zero = (numpy_helper.to_array(initializers[i])
+                                       for i in weights.input)
+        q_bias, b_scale = (numpy_helper.to_array(initializers[i]) for i in bias.input[:2])
+        if q_bias.dtype != np.int32:
+            return False
+        shape = (-1,) + (1,) * (q_weights.ndim - 1)
+        centred = q_weights.astype(np.float64) - (np.reshape(w_zero[0], shape) if w_zero else 0)
+        real = centred * np.reshape(w_scale, shape)
+        shifted = q_bias + np.round(delta * real.sum(axis=tuple(range(1, real.ndim)))
+                                    / np.asarray(b_scale, np.float64))
+        updates.append((bias.input[0], shifted.astype(np.int32)))
+    for name, value in updates:
+        initializers[name].CopyFrom(numpy_helper.from_array(value, name))
+    graph.node.insert(0, helper.make_node('Transpose', [UINT8_INPUT], ['pre_uint8_nchw'],
+                                          perm=[0, 3, 1, 2]))
+    for dequantize in dequantizers:
+        dequantize.input[0] = 'pre_uint8_nchw'
+    return True

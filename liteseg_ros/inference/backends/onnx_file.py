@@ -31,8 +31,9 @@ class OnnxFileBackend(Backend):
     A backend running a liteseg ONNX export; plain logits models are fused in memory.
 
     A plain model gets uint8 NHWC input, in-graph normalisation and ArgMax (and confidence when
-    asked) from ``wrap_pre_post``; a fused export is checked for the outputs asked of it. Each
-    (output, confidence, batch) is compiled once and cached. Subclasses implement
+    asked) from ``wrap_pre_post`` (an int8 model: the uint8 frame as its quantized input); a
+    fused export is checked for the outputs asked of it. Each (output, confidence, batch) is
+    compiled once and cached. Subclasses implement
     ``_compile(model, batch)`` and ``_infer(compiled, names, images)``; with
     ``static_batches`` a dynamic-batch model is compiled once per batch size.
 
@@ -78,13 +79,13 @@ class OnnxFileBackend(Backend):
         if key not in self._compiled:
             if output == LOW_RES_LOGITS:
                 model = wrap_pre_post(self.host_upsample()[0], self.config['mean'],
-                                      self.config['std'], 'logits')
+                                      self.config['std'], 'logits', uint8_into_int8=True)
             elif self.fused:
                 check_fused_outputs(self.path, self.io, output, confidence, self.name)
                 model = self._model
             else:
                 model = wrap_pre_post(self._model, self.config['mean'], self.config['std'],
-                                      output, confidence)
+                                      output, confidence, uint8_into_int8=True)
             self._compiled[key] = self._compile(model, batch)
         return self._compiled[key]
 
