@@ -22,9 +22,13 @@ split of the checkpoint's own config) and cached under ``.cache/cpu_backends/``.
 timed model only (the network on a normalised tensor) and frame to mask (a 2048x1024 frame
 through the ``Segmenter``: resize, normalise, network, ArgMax, resize back), in interleaved
 rounds so that load from other processes hits every path alike (with a pause between paths, so
-that one runtime's spinning worker threads have parked before the next runs), and its masks
+that one runtime's spinning worker threads have parked before the next runs, and the order
+rotated by one path each round), and its masks
 are compared with ONNX Runtime fp32's. ``--camvid DIR`` adds the mIoU of every path on the
-CamVid test images at the checkpoint's own size (models exported at that size too).
+CamVid test images at the checkpoint's own size (models exported at that size too). The ONNX
+paths find labels with ``upsampled_argmax`` on the logits before the final upsampling, as the
+backends do; ``--in-graph-argmax`` adds each of them again with the model's own Resize and
+ArgMax in the graph, timed in the same rounds.
 
 One table per CPU kind: this CPU as it is, and with ``--avx2-only`` again in a child process that
 sees an AVX2-only CPU (AVX2 + FMA, no AVX-512, AVX-VNNI or AMX, like an AMD Zen 3):
@@ -36,7 +40,7 @@ AVX2 code, not another CPU: the table says so.
 Usage::
 
     python benchmarks/cpu_backends.py [--checkpoint CKPT] [--threads 2] [--rounds 6]
-        [--camvid /work/data/camvid] [--avx2-only] [--json out.json]
+        [--camvid /work/data/camvid] [--avx2-only] [--in-graph-argmax] [--json out.json]
 """
 
 import argparse
@@ -58,8 +62,8 @@ CHECKPOINT = REPO / '.cache' / 'camvid_repro' / 'ours_seed1' / 'best.pt'
 AVX2_ONLY_SOURCE = REPO / 'benchmarks' / 'cpu_kinds' / 'avx2_only.c'
 #: CPUID features the AVX2-only child hides (the /proc/cpuinfo names).
 HIDDEN_BY_AVX2_ONLY = ('avx512', 'avx_vnni', 'amx')
-#: Seconds between paths: ONNX Runtime's and OpenVINO's worker threads spin a while after a run.
-PAUSE = 0.05
+#: Seconds between paths: the runtimes' worker threads spin a while after a run.
+PAUSE = 0.2
 SIZE = (512, 1024)
 FRAME = (1024, 2048)
 #: name, backend, model file kind, options; in table order.
@@ -137,8 +141,12 @@ def time_paths(segmenters, frame, rounds, runs):
             segmenter([frame])
             runners[name]()
     samples = {name: ([], []) for name in segmenters}
-    for _ in range(rounds):
-        for name, segmenter in segmenters.items():
+    names = list(segmenters)
+    for round_ in range(rounds):
+        # Each round starts one path later: no path always runs right after the same one
+        # (PyTorch's OpenMP threads, for one, spin on for a while after a run).
+        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+            segmenter = segmenters[name]
             time.sleep(PAUSE)
             for _ in range(runs):
                 start = time.perf_counter()
