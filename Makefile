@@ -122,10 +122,12 @@ endif
 	@touch $@
 	@echo "$(VENV) is ready ($(PROFILE), Python $(PYVER), $(if $(TEST_LOCK),locked: $(TEST_LOCK),unlocked))."
 
-# ONNX models for the torch-free (lite) test runs, exported by the Python 3.11 venv.
+# ONNX models for the torch-free (lite) test runs, exported by the Python 3.11 venv; made
+# again when the model or the export code changes.
 test-models: $(TEST_MODELS)/.stamp
 
-$(TEST_MODELS)/.stamp: test/make_test_models.py test/onnx_models.py
+$(TEST_MODELS)/.stamp: test/make_test_models.py test/onnx_models.py \
+		$(wildcard training/*.py liteseg_ros/model/*.py)
 	$(MAKE) venv PYTHON=$(MODEL_PYTHON) ROS=kilted LOCK=$(LOCK) VENV=$(MODEL_VENV)
 	$(MODEL_VENV)/bin/python test/make_test_models.py $(TEST_MODELS)
 	@touch $@

@@ -61,7 +61,8 @@ def qdq_conv(step=STEP, zero_point=128, seed=0):
                                                           [1, 3, 8, 10])],
         [helper.make_tensor_value_info(LOGITS_OUTPUT, TensorProto.FLOAT, [1, 4, 8, 10])],
         initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)],
+                              ir_version=8)  # opset 17's IR: every onnxruntime reads it
     weights = q_weights.astype(np.float64) * weight_scale.astype(np.float64)[:, None, None, None]
     return model, weights, q_bias * bias_scale.astype(np.float64)
 

@@ -78,7 +78,8 @@ def onnx_resize_argmax(logits, size):
         'resize_argmax', [helper.make_tensor_value_info('x', TensorProto.FLOAT, logits.shape)],
         [helper.make_tensor_value_info('up', TensorProto.FLOAT, None),
          helper.make_tensor_value_info('ids', TensorProto.INT64, None)], [sizes])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)],
+                              ir_version=8)  # opset 17's IR: every onnxruntime reads it
     session = ort.InferenceSession(model.SerializeToString(),
                                    providers=['CPUExecutionProvider'])
     upsampled, ids = session.run(None, {'x': logits})
