@@ -29,8 +29,6 @@ Markers: ``linter``/``flake8``/``pep257``/``copyright`` (style checks), ``ros`` 
 ``paddle`` (builds and uses the PaddleSeg reference venv under ``.cache/``), ``slow``.
 """
 
-import ctypes
-import faulthandler
 import importlib.metadata
 import importlib.util
 import os
@@ -98,39 +96,24 @@ def pytest_unconfigure(config):
         shutil.rmtree(_TMP_ROOT, ignore_errors=True)
 
 
-class _SignalStack(ctypes.Structure):
-    _fields_ = [('ss_sp', ctypes.c_void_p), ('ss_flags', ctypes.c_int),
-                ('ss_size', ctypes.c_size_t)]
-
-
-_SIGNAL_STACK = ctypes.create_string_buffer(256 << 10)  # alive for the whole session
-
-
 def _restore_signal_handling(config):
     """
     Undo what ``ray.init`` leaves in the pytest process after ``ray.shutdown``.
 
-    Ray points the main thread's signal stack (sigaltstack) at a 64 KiB mapping of its own and
-    replaces faulthandler's SIGSEGV handler; shutdown leaves the stack pointing there and the
-    handler at SIG_DFL. Once that memory is gone, the next signal delivered on the alternate
-    stack (the SIGCHLD of a DataLoader worker or of a killed subprocess) cannot be delivered:
-    the kernel kills the process with SIGSEGV (si_code SI_KERNEL, at a syscall return), without
-    a word. That was the "segfault" of test_train.py after the rest of the suite.
+    ``fleet_ray.restore_signal_handling`` (its docstring says what Ray leaves), with pytest's
+    own faulthandler file. Without it a later signal on Ray's freed stack (the SIGCHLD of a
+    DataLoader worker or of a killed subprocess) killed the process with SIGSEGV (SI_KERNEL):
+    the "segfault" of test_train.py after the rest of the suite.
     """
-    libc = ctypes.CDLL(None, use_errno=True)
-    current = _SignalStack()
-    libc.sigaltstack(None, ctypes.byref(current))
-    if current.ss_sp != ctypes.addressof(_SIGNAL_STACK):
-        ours = _SignalStack(ctypes.addressof(_SIGNAL_STACK), 0, ctypes.sizeof(_SIGNAL_STACK))
-        libc.sigaltstack(ctypes.byref(ours), None)
+    from liteseg_ros.bags.fleet_ray import restore_signal_handling
+
     try:
         from _pytest.faulthandler import fault_handler_stderr_fd_key
     except ImportError:  # another pytest: its own faulthandler plugin as it is
-        return
-    fd = config.stash.get(fault_handler_stderr_fd_key, None)
-    if fd is not None and faulthandler.is_enabled():
-        faulthandler.disable()  # enable() alone keeps the stale state
-        faulthandler.enable(file=fd)
+        fd = None
+    else:
+        fd = config.stash.get(fault_handler_stderr_fd_key, None)
+    restore_signal_handling(fd)
 
 
 @pytest.fixture(autouse=True)

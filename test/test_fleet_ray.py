@@ -20,6 +20,7 @@ Not in the torch-free (lite) set: Ray is an optional extra (requirements-fleet.t
 runs with 1-2 CPUs and no dashboard, and every test shuts down what it started.
 """
 
+import ctypes
 import json
 import os
 from pathlib import Path
@@ -63,6 +64,10 @@ def test_ray_local_three_bags_one_truncated(drives, tmp_path):  # noqa: F811
     summary = check_fleet_summary(out, drives)
     assert summary['run']['mode'] == 'ray' and summary['run']['workers'] == 2
     assert not ray.is_initialized()  # --ray local shut down the instance it started
+    # ... and gave the main thread a signal stack of its own again, not Ray's freed one
+    # (the conftest restores after every test, so this is run_on_ray's doing).
+    from liteseg_ros.bags.fleet_ray import signal_stack, SIGNAL_STACK
+    assert signal_stack() == ctypes.addressof(SIGNAL_STACK)
 
 
 def test_three_workers_on_two_gpus_all_start(tmp_path):

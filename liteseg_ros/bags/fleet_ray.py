@@ -23,10 +23,13 @@ and Ray runs that bag's call again, which starts the bag's folder afresh; only t
 the attempt that finished counts (docs/bag_eval.md, "Fleet evaluation").
 """
 
+import ctypes
 import dataclasses
+import faulthandler
 import math
 import os
 from pathlib import Path
+import sys
 import time
 import uuid
 
@@ -37,6 +40,48 @@ from liteseg_ros.bags.fleet_bag import evaluate_one, FleetError, FleetRequest
 MAX_RESTARTS = 3
 MAX_TASK_RETRIES = 3
 _POLL_S = 0.5
+
+
+class _SignalStack(ctypes.Structure):  # Linux's stack_t
+    _fields_ = [('ss_sp', ctypes.c_void_p), ('ss_flags', ctypes.c_int),
+                ('ss_size', ctypes.c_size_t)]
+
+
+#: The alternate signal stack ``restore_signal_handling`` gives back: alive with the process.
+SIGNAL_STACK = ctypes.create_string_buffer(256 << 10)
+
+
+def signal_stack():
+    """Return the calling thread's alternate signal stack address (Linux), else None."""
+    if not sys.platform.startswith('linux'):
+        return None
+    current = _SignalStack()
+    ctypes.CDLL(None).sigaltstack(None, ctypes.byref(current))
+    return current.ss_sp
+
+
+def restore_signal_handling(faulthandler_file=None):
+    """
+    Undo what ``ray.init`` leaves in the calling (main) thread after ``ray.shutdown``.
+
+    Ray points the thread's alternate signal stack at a 64 KiB mapping of its own and replaces
+    faulthandler's SIGSEGV handler; shutdown leaves the stack pointing there and the handler at
+    SIG_DFL. Once that memory is gone, the next signal delivered on the alternate stack (the
+    SIGCHLD of a finished subprocess) cannot be delivered and the kernel kills the process with
+    SIGSEGV, without a word. This gives the thread ``SIGNAL_STACK`` and, if faulthandler was
+    on, its handler again, writing to ``faulthandler_file`` (default: sys.stderr). Linux only.
+    """
+    if not sys.platform.startswith('linux'):
+        return
+    if signal_stack() != ctypes.addressof(SIGNAL_STACK):
+        ours = _SignalStack(ctypes.addressof(SIGNAL_STACK), 0, ctypes.sizeof(SIGNAL_STACK))
+        ctypes.CDLL(None).sigaltstack(ctypes.byref(ours), None)
+    if faulthandler.is_enabled():
+        faulthandler.disable()  # enable() alone keeps the stale state
+        try:
+            faulthandler.enable(file=faulthandler_file or sys.stderr)
+        except (AttributeError, OSError, ValueError):  # a stderr without a file descriptor
+            pass
 
 
 def import_ray():
@@ -168,6 +213,7 @@ def run_on_ray(address, jobs, request, workers, on_record, progress, make_segmen
             ray.kill(actor)
         if started:
             ray.shutdown()
+            restore_signal_handling()
     return {'mode': 'ray', 'address': address, 'workers': workers,
             'threads': request.threads, 'gpus_per_worker': options.get('num_gpus', 0),
             'cluster': resources}
