@@ -184,8 +184,8 @@ def quantize_int8(model, frames, config, scheme, keep_float=False):
         # uint8 frame in as the quantized image (onnx_graph.wrap_pre_post, uint8_into_int8).
         mean, std = (np.asarray(config[k], np.float32) for k in ('mean', 'std'))
         low, high = (-mean / std).min(), ((1 - mean) / std).max()
-        settings['extra_options'] = {'TensorQuantOverrides': {
-            IMAGE_INPUT: [{'rmin': np.float32(low), 'rmax': np.float32(high)}]}}
+        settings.setdefault('extra_options', {})['TensorQuantOverrides'] = {
+            IMAGE_INPUT: [{'rmin': np.float32(low), 'rmax': np.float32(high)}]}
     if scheme != 'trt':
         model = pools_as_depthwise_convs(model)
     with tempfile.TemporaryDirectory(prefix='liteseg_int8_') as tmp:

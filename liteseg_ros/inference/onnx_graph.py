@@ -158,9 +158,6 @@ def split_final_upsample(model):
     del cut.graph.node[:]
     cut.graph.node.extend(nodes)
     _prune(cut.graph, [LOGITS_OUTPUT])  # what only fed the Resize (its size computation)
-    value_info = [v for v in cut.graph.value_info if v.name != source]
-    del cut.graph.value_info[:]
-    cut.graph.value_info.extend(value_info)
     batch = high[0] or 'batch'
     del cut.graph.output[:]
     cut.graph.output.append(helper.make_tensor_value_info(LOGITS_OUTPUT, TensorProto.FLOAT,

@@ -101,10 +101,11 @@ class OnnxFileBackend(Backend):
     def run(self, images, output='labels', confidence=False):
         """Run on uint8 NHWC ``images`` at the model size; return a dict of numpy arrays."""
         check_batch(self, images)
-        if (output == 'labels' and not confidence and self.upsample_on_host
-                and self.host_upsample()):
+        split = (output == 'labels' and not confidence and self.upsample_on_host
+                 and self.host_upsample())
+        if split:
             low = self._run_graph(LOW_RES_LOGITS, False, [LOGITS_OUTPUT], images)[0]
-            return {'labels': upsampled_argmax(low, self.host_upsample()[1])}
+            return {'labels': upsampled_argmax(low, split[1])}
         names = [LABELS_OUTPUT if output == 'labels' else LOGITS_OUTPUT]
         if confidence:
             names.append(CONFIDENCE_OUTPUT)
