@@ -63,14 +63,19 @@ def export_model(name, directory):
     return onnx_path
 
 
-def onnx_model(name, directory):
+def onnx_model(name, tmp_path_factory):
     """
-    Return the path of test model ``name``: exported into ``directory`` with torch, else the copy.
+    Return the path of test model ``name``: exported once per session with torch, else the copy.
 
-    Without torch the model comes from ``$LITESEG_TEST_MODELS``; without either the test skips.
+    With torch the model lands in the session's base temporary directory, shared by every test
+    module (the same seeded weights: one export, one file on disk). Without torch it comes from
+    ``$LITESEG_TEST_MODELS``; without either the test skips.
     """
     if importlib.util.find_spec('torch') is not None:
-        return export_model(name, directory)
+        directory = tmp_path_factory.getbasetemp() / 'onnx_models'
+        path = directory / f'{name}.onnx'
+        # The export writes atomically: a file that is there is whole.
+        return path if path.is_file() else export_model(name, directory)
     prebuilt = os.environ.get('LITESEG_TEST_MODELS')
     if not prebuilt:
         pytest.skip(f'test model {name!r} needs torch to export it, or LITESEG_TEST_MODELS '

@@ -152,7 +152,7 @@ def stamp_ns(camera_index, i):
 @pytest.fixture(scope='module')
 def model(tmp_path_factory):
     """Return a seeded PP-LiteSeg-T at 128x256 as dynamic-batch ONNX, and its Segmenter."""
-    path = onnx_model('t_128x256', tmp_path_factory.mktemp('bag_model'))
+    path = onnx_model('t_128x256', tmp_path_factory)
     segmenter = Segmenter.from_file(path, threads=1)
     return {'onnx': path, 'segmenter': segmenter}
 

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.lite
 def onnx_and_bag(tmp_path_factory):
     """Return a small seeded ONNX model and a two-frame rgb8 bag."""
     root = tmp_path_factory.mktemp('bags_cli')
-    model = onnx_model('t_128x256', root)
+    model = onnx_model('t_128x256', tmp_path_factory)
     with BagWriter(root / 'bag', 'mcap') as writer:
         for i in range(2):
             stamp = 10**9 + i * 10**8

@@ -46,7 +46,7 @@ FRAMES = 4
 def drives(tmp_path_factory):
     """Return the three drives, the third truncated, and a bag of the good drives' frames."""
     root = tmp_path_factory.mktemp('fleet')
-    model = onnx_model('t_128x256', root)
+    model = onnx_model('t_128x256', tmp_path_factory)
     segmenter = Segmenter.from_file(model, threads=1)
     frames = [drive_frames(segmenter, seed, FRAMES) for seed in range(3)]
     bags = [write_drive(root / 'drives' / f'drive{i}', f) for i, f in enumerate(frames)]

@@ -33,9 +33,9 @@ from lifecycle_msgs.msg import State, Transition
 from liteseg_ros.inference import Segmenter
 from liteseg_ros.ros.messages import encoded_image_message
 from liteseg_ros.sample_images import make_street_scene
-from model_fixtures import make_checkpoint
 from nav_msgs.msg import OccupancyGrid
 import numpy as np
+from onnx_models import onnx_model
 import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -52,14 +52,9 @@ PITCH = math.radians(10)
 
 @pytest.fixture(scope='module')
 def model(tmp_path_factory):
-    """Export a seeded PP-LiteSeg-T at 128x256 (dynamic batch ONNX); load its Segmenter."""
-    from training.export import export_onnx
-
-    root = tmp_path_factory.mktemp('grid_model')
-    checkpoint = make_checkpoint(root / 't.pt', input_size=[128, 256])
-    export_onnx(checkpoint, root / 't.onnx', dynamic_batch=True)
-    return {'onnx': root / 't.onnx', 'segmenter': Segmenter.from_file(root / 't.onnx',
-                                                                      threads=1)}
+    """Return a seeded PP-LiteSeg-T at 128x256 (dynamic batch ONNX) and its Segmenter."""
+    path = onnx_model('t_128x256', tmp_path_factory)
+    return {'onnx': path, 'segmenter': Segmenter.from_file(path, threads=1)}
 
 
 def drivable_names(segmenter, frames):

@@ -40,8 +40,8 @@ import textwrap
 import time
 
 from liteseg_ros.sample_images import make_street_scene
-from model_fixtures import make_checkpoint
 import numpy as np
+from onnx_models import onnx_model
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,13 +118,8 @@ def package_prefix(tmp_path):
 
 
 @pytest.fixture(scope='module')
-def onnx_model(tmp_path_factory):
-    from training.export import export_onnx
-
-    root = tmp_path_factory.mktemp('launch_model')
-    checkpoint = make_checkpoint(root / 't.pt', input_size=[128, 256])
-    export_onnx(checkpoint, root / 't.onnx', dynamic_batch=True)
-    return root / 't.onnx'
+def model(tmp_path_factory):
+    return onnx_model('t_128x256', tmp_path_factory)
 
 
 @pytest.fixture
@@ -208,7 +203,7 @@ def diagnostics_of(node, executor, launch, names, timeout=60):
     return seen
 
 
-def test_segment_launch_starts_the_node(tmp_path, onnx_model, client):
+def test_segment_launch_starts_the_node(tmp_path, model, client):
     """segment.launch.py with the installed config: node up in its namespace, masks out."""
     from liteseg_ros.ros.messages import rgb8_message
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -216,7 +211,7 @@ def test_segment_launch_starts_the_node(tmp_path, onnx_model, client):
 
     node, executor = client
     launch, log = run_launch(tmp_path, 'segment.launch.py', [
-        ('model_path', onnx_model), ('cameras', 'front'), ('namespace', 'car'),
+        ('model_path', model), ('cameras', 'front'), ('namespace', 'car'),
         ('log_level', 'debug'), ('use_sim_time', 'false')])
     try:
         spin_until(executor, lambda: ('segment_node', '/car') in
@@ -225,7 +220,7 @@ def test_segment_launch_starts_the_node(tmp_path, onnx_model, client):
                                                        'segment_node: front'])
         message, values = seen['segment_node: node']
         assert message == 'active', seen
-        assert str(onnx_model) in values['model']
+        assert str(model) in values['model']
         assert seen['segment_node: front'][1]['topic'] == 'front/image_raw'
 
         masks = []
@@ -245,7 +240,7 @@ def test_segment_launch_starts_the_node(tmp_path, onnx_model, client):
         assert masks, 'no mask on /car/front/segmentation/mask'
         mask = np.frombuffer(masks[0].data, np.uint8).reshape(96, 160)
         from liteseg_ros.inference import Segmenter
-        np.testing.assert_array_equal(mask, Segmenter.from_file(onnx_model).segment(frame).mask)
+        np.testing.assert_array_equal(mask, Segmenter.from_file(model).segment(frame).mask)
     finally:
         code, output = stop_launch(launch, log)
     assert code == 0, output[-4000:]
@@ -256,10 +251,10 @@ def test_segment_launch_starts_the_node(tmp_path, onnx_model, client):
     assert 'Traceback' not in output, output[-4000:]
 
 
-def test_multi_camera_launch_serves_two_cameras(tmp_path, onnx_model, client):
+def test_multi_camera_launch_serves_two_cameras(tmp_path, model, client):
     """multi_camera.launch.py: one node, statuses for /front and /rear."""
     node, executor = client
-    launch, log = run_launch(tmp_path, 'multi_camera.launch.py', [('model_path', onnx_model)])
+    launch, log = run_launch(tmp_path, 'multi_camera.launch.py', [('model_path', model)])
     try:
         seen = diagnostics_of(node, executor, launch, [
             'segment_node: node', 'segment_node: /front', 'segment_node: /rear'])
@@ -347,12 +342,12 @@ def test_multi_camera_declares_what_it_forwards_with_segments_defaults():
 @pytest.mark.parametrize('launch_file, large_frames', [
     ('segment.launch.py', 'true'), ('segment.launch.py', 'false'), ('segment.launch.py', None),
     ('multi_camera.launch.py', 'true'), ('multi_camera.launch.py', 'false')])
-def test_large_frames_profile(tmp_path, onnx_model, client, launch_file, large_frames):
+def test_large_frames_profile(tmp_path, model, client, launch_file, large_frames):
     """large_frames: the node gets the installed profile (and maps its 64 MiB) or does not."""
     from liteseg_ros.ros.dds import fast_dds_major, PROFILE_NAME, PROFILES_ENVS
 
     node, executor = client
-    arguments = [('model_path', onnx_model)]
+    arguments = [('model_path', model)]
     if large_frames is not None:
         arguments.append(('large_frames', large_frames))
     wanted = (large_frames == 'true' if large_frames is not None

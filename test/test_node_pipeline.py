@@ -55,7 +55,7 @@ class Clock:
 
 @pytest.fixture(scope='module')
 def model(tmp_path_factory):
-    return onnx_model('t_128x256', tmp_path_factory.mktemp('pipeline'))
+    return onnx_model('t_128x256', tmp_path_factory)
 
 
 def test_confidence_failures_are_reported_and_retried_after_a_back_off(model):

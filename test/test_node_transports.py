@@ -38,7 +38,7 @@ import sys
 import time
 
 from liteseg_ros.ros.dds import fast_dds_major, large_frames_profile, profiles_env, PROFILES_ENVS
-from model_fixtures import make_checkpoint
+from onnx_models import onnx_model
 import pytest
 from test_segment_node import node_command, write_params
 
@@ -130,24 +130,19 @@ def transport_env(transport):
 
 
 @pytest.fixture(scope='module')
-def onnx_model(tmp_path_factory):
-    """Export a seeded PP-LiteSeg-T at 128x256: fast, so the transport is what is timed."""
-    from training.export import export_onnx
-
-    root = tmp_path_factory.mktemp('transport_model')
-    checkpoint = make_checkpoint(root / 't.pt', input_size=[128, 256])
-    export_onnx(checkpoint, root / 't.onnx')
-    return root / 't.onnx'
+def model(tmp_path_factory):
+    """Return a seeded PP-LiteSeg-T at 128x256: fast, so the transport is what is timed."""
+    return onnx_model('t_128x256', tmp_path_factory)
 
 
 class Processes:
     """The node and its peer, started with one environment; killed at teardown if alive."""
 
-    def __init__(self, tmp_path, onnx_model, transport):
+    def __init__(self, tmp_path, model, transport):
         """Start the node (cam0, best effort, no age limit) with ``transport``'s settings."""
         self.env = transport_env(transport)
         self.tmp_path = tmp_path
-        params = write_params(tmp_path / 'params.yaml', model_path=str(onnx_model),
+        params = write_params(tmp_path / 'params.yaml', model_path=str(model),
                               cameras=['cam0'], threads=1, max_frame_age_ms=0.0,
                               diagnostics_period_s=0.5)
         self.node_log = tmp_path / 'node.log'
@@ -175,11 +170,11 @@ class Processes:
 
 
 @pytest.fixture
-def processes(tmp_path, onnx_model):
+def processes(tmp_path, model):
     started = []
 
     def start(transport):
-        started.append(Processes(tmp_path, onnx_model, transport))
+        started.append(Processes(tmp_path, model, transport))
         return started[-1]
 
     yield start

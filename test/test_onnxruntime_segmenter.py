@@ -32,8 +32,8 @@ pytestmark = pytest.mark.lite
 @pytest.fixture(scope='module')
 def models(tmp_path_factory):
     """Return a seeded T at 128x256 as plain (dynamic batch) and fused (labels) ONNX."""
-    root = tmp_path_factory.mktemp('models')
-    return {'onnx': onnx_model('t_128x256', root), 'fused': onnx_model('t_fused', root)}
+    return {'onnx': onnx_model('t_128x256', tmp_path_factory),
+            'fused': onnx_model('t_fused', tmp_path_factory)}
 
 
 def test_masks_come_back_at_each_frames_size(models):
@@ -117,12 +117,12 @@ def test_output_renderer_gives_each_output_and_one_png_setting(tmp_path):
     assert output_topic('/cam0', 'mask/compressed') == '/cam0/segmentation/mask/compressed'
 
 
-def test_int8_model_has_float_logits_and_its_labels_are_their_argmax(tmp_path):
+def test_int8_model_has_float_logits_and_its_labels_are_their_argmax(tmp_path_factory):
     """A CPU int8 export ends in float logits (no Q/DQ pair on them); labels are their ArgMax."""
     from liteseg_ros.inference.model_files import load_onnx
     from liteseg_ros.inference.onnx_graph import LOGITS_OUTPUT
 
-    path = onnx_model('t_int8', tmp_path)
+    path = onnx_model('t_int8', tmp_path_factory)
     graph = load_onnx(path).graph
     (producer,) = [node for node in graph.node if LOGITS_OUTPUT in node.output]
     assert producer.op_type == 'Resize'

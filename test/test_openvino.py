@@ -48,8 +48,8 @@ BF16_MIN_AGREEMENT = 0.97
 @pytest.fixture(scope='module')
 def models(tmp_path_factory):
     """Return a seeded T at 128x256: plain (dynamic batch), fused (labels) and int8 ONNX."""
-    root = tmp_path_factory.mktemp('models')
-    return {name: onnx_model(f't_{name}', root) for name in ('128x256', 'fused', 'int8')}
+    return {name: onnx_model(f't_{name}', tmp_path_factory)
+            for name in ('128x256', 'fused', 'int8')}
 
 
 def native_bf16():

@@ -44,6 +44,7 @@ from liteseg_ros.sample_images import make_street_scene
 from malformed_images import malformed_compressed_messages, malformed_image_messages
 from model_fixtures import make_checkpoint
 import numpy as np
+from onnx_models import onnx_model
 import pytest
 from rcl_interfaces.srv import SetParameters
 import rclpy
@@ -223,18 +224,14 @@ def ros_context():
 
 @pytest.fixture(scope='module')
 def model(tmp_path_factory):
-    """Export a seeded PP-LiteSeg-T at 128x256 (dynamic-batch ONNX); load its Segmenters."""
-    from training.export import export_onnx
-
-    root = tmp_path_factory.mktemp('node_model')
-    checkpoint = make_checkpoint(root / 't.pt', input_size=[128, 256])
-    export_onnx(checkpoint, root / 't.onnx', dynamic_batch=True)
-    corrupt = root / 'corrupt.onnx'
+    """Return a seeded PP-LiteSeg-T at 128x256 (dynamic-batch ONNX), Segmenters, a bad file."""
+    path = onnx_model('t_128x256', tmp_path_factory)
+    corrupt = tmp_path_factory.mktemp('node_model') / 'corrupt.onnx'
     corrupt.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, np.uint8).tobytes())
     return {
-        'onnx': root / 't.onnx', 'corrupt': corrupt,
-        'plain': Segmenter.from_file(root / 't.onnx', threads=1),
-        'confidence': Segmenter.from_file(root / 't.onnx', threads=1, confidence=True),
+        'onnx': path, 'corrupt': corrupt,
+        'plain': Segmenter.from_file(path, threads=1),
+        'confidence': Segmenter.from_file(path, threads=1, confidence=True),
     }
 
 

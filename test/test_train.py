@@ -509,7 +509,9 @@ def _free_port():
 
 
 def _torchrun(config_path, output_dir, *extra):
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS='1')
+    # TMPDIR: torchrun leaves a torchelastic_* directory in the temporary directory.
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS='1',
+               TMPDIR=str(Path(output_dir).parent))
     command = [sys.executable, '-m', 'torch.distributed.run', '--nnodes', '1',
                '--nproc-per-node', '2', '--master-addr', '127.0.0.1', '--master-port',
                str(_free_port()), '-m', 'training.train', '--config', str(config_path),

@@ -156,8 +156,8 @@ def test_logits_of_the_wrong_rank_or_too_many_classes_are_refused():
 @pytest.fixture(scope='module')
 def models(tmp_path_factory):
     """Return a seeded T at 128x256: plain fp32 (dynamic batch), fused, and int8 QDQ."""
-    root = tmp_path_factory.mktemp('models')
-    return {name: onnx_model(name, root) for name in ('t_128x256', 't_fused', 't_int8')}
+    return {name: onnx_model(name, tmp_path_factory)
+            for name in ('t_128x256', 't_fused', 't_int8')}
 
 
 def test_the_cut_model_ends_in_the_low_resolution_logits(models):
