@@ -24,6 +24,7 @@ bad input, model failures with lifecycle retries, and a clean exit on SIGINT.
 """
 
 from collections import deque
+import functools
 import os
 from pathlib import Path
 import shutil
@@ -756,3 +757,45 @@ def test_node_demo_images_are_sent_in_name_order(tmp_path):
     args.images = tmp_path / 'missing'
     with pytest.raises(ValueError, match='missing: image folder does not exist'):
         demo_frames(args)
+
+
+def _interrupt_inside(handler, modules):
+    """
+    Call ``handler`` as SIGINT would, in the innermost of nested calls through ``modules``.
+
+    Return whether it raised KeyboardInterrupt (caught here: it would stop the test session).
+    """
+    def step_of(module, source):
+        namespace = {'__name__': module, 'signal': signal, 'sys': sys}
+        exec(source, namespace)
+        return namespace['step']
+
+    call = functools.partial(
+        step_of(modules[-1], 'def step(handler):\n    handler(signal.SIGINT, sys._getframe())\n'),
+        handler)
+    for module in reversed(modules[:-1]):
+        call = functools.partial(step_of(module, 'def step(inner):\n    inner()\n'), call)
+    try:
+        call()
+    except KeyboardInterrupt:
+        return True
+    return False
+
+
+@pytest.mark.parametrize('modules, interrupts', [
+    (['liteseg_ros.ros.segment_node', 'rclpy.executors', 'rclpy.task'], False),
+    (['rclpy.executors', 'threading'], False),
+    (['rclpy.executors', 'liteseg_ros.ros.node.pipeline', 'urllib.request'], True),
+    (['liteseg_ros.ros.segment_node', 'onnxruntime.capi.onnxruntime_inference_collection'],
+     True),
+    (['__main__'], True),
+])
+def test_sigint_interrupts_our_code_and_leaves_rclpys_to_its_shutdown(modules, interrupts):
+    """KeyboardInterrupt where our code (or what it called) runs; in rclpy's, a noted stop."""
+    from liteseg_ros.ros.segment_node import InterruptOutsideRclpy
+
+    handler = InterruptOutsideRclpy()
+    assert _interrupt_inside(handler, modules) == interrupts
+    assert handler.requested
+    handler.stopping = True  # a second SIGINT while stopping: noted, never raised
+    assert not _interrupt_inside(handler, modules)

@@ -20,6 +20,7 @@ The node class only wires the lifecycle transitions and parameter changes to the
 diagnostics); docs/node.md describes the topics, parameters, threads and diagnostics.
 """
 
+import signal
 import sys
 import threading
 import time
@@ -285,14 +286,53 @@ def keep_large_buffers_in_heap():
         return False
 
 
+class InterruptOutsideRclpy:
+    """
+    The node's Python SIGINT handler: KeyboardInterrupt, except inside rclpy's own code.
+
+    ``rclpy.init`` installs rclpy's handler over this one and chains to it: by the time this
+    runs, rclpy has shut the context down, which ends a spinning executor and fails any later
+    rclpy call. A KeyboardInterrupt raised inside rclpy could leave one of its objects
+    half-built (a Task whose ``__del__`` then printed a traceback at exit), so there the stop is
+    only noted (``requested``). Elsewhere (our code, a weights download, a model load) it
+    interrupts as usual. Once ``stopping``, a second SIGINT is noted too: the stop is under way.
+    """
+
+    def __init__(self):
+        """Nothing requested yet."""
+        self.requested = False
+        self.stopping = False
+
+    def __call__(self, signum, frame):
+        """Raise KeyboardInterrupt unless the interrupted frame is rclpy's, or we are stopping."""
+        self.requested = True
+        if self.stopping or _innermost_package(frame) == 'rclpy':
+            return
+        raise KeyboardInterrupt
+
+
+def _innermost_package(frame, packages=('rclpy', 'liteseg_ros')):
+    """Return which of ``packages`` owns the innermost of the stack's frames they own, or None."""
+    while frame is not None:
+        top = frame.f_globals.get('__name__', '').partition('.')[0]
+        if top in packages:
+            return top
+        frame = frame.f_back
+    return None
+
+
 def main(args=None):
     """Run the node until SIGINT/SIGTERM; return the exit code."""
     keep_large_buffers_in_heap()
-    rclpy.init(args=args)
+    interrupts = InterruptOutsideRclpy()
+    signal.signal(signal.SIGINT, interrupts)  # before rclpy.init, whose handler chains to it
     node = None
     try:
+        rclpy.init(args=args)
+        if interrupts.requested:  # SIGINT before rclpy's own handler was installed
+            return 0
         node = SegmentNode()
-        if not rclpy.ok():
+        if not rclpy.ok() or interrupts.requested:
             # SIGINT while the node was being built, and handled inside it (a failed configure
             # transition): the context is gone, and an executor made now would fail half-built.
             return 0
@@ -308,16 +348,14 @@ def main(args=None):
         if rclpy.ok():
             raise
     finally:
+        interrupts.stopping = True
         if node is not None:
             node.stop()
             try:
                 node.destroy_node()
             except Exception:  # the context may already be gone after a signal
                 pass
-        try:
-            rclpy.try_shutdown()
-        except KeyboardInterrupt:  # a second SIGINT while shutting down
-            pass
+        rclpy.try_shutdown()
     return 0
 
 
