@@ -791,7 +791,7 @@ def _interrupt_inside(handler, modules):
     (['__main__'], True),
 ])
 def test_sigint_interrupts_our_code_and_leaves_rclpys_to_its_shutdown(modules, interrupts):
-    """KeyboardInterrupt where our code (or what it called) runs; in rclpy's, a noted stop."""
+    """Interrupt where our code (or what it called) runs; in rclpy's, only note the stop."""
     from liteseg_ros.ros.segment_node import InterruptOutsideRclpy
 
     handler = InterruptOutsideRclpy()
