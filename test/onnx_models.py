@@ -32,6 +32,7 @@ import pytest
 MODELS = {
     't_128x256': ({'variant': 't', 'input_size': [128, 256]}, {'dynamic_batch': True}),
     't_fused': ({'variant': 't', 'input_size': [128, 256]}, {'fuse': True}),
+    't_batch3': ({'variant': 't', 'input_size': [128, 256]}, {'batch': 3}),
     # int8 QDQ (cpu-avx2), calibrated on generated scenes; seeded weights tie often, so the
     # export's gate is lowered (trained-model figures: benchmarks/int8_cpu.py).
     't_int8': ({'variant': 't', 'input_size': [128, 256]},

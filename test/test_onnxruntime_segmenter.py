@@ -48,6 +48,31 @@ def test_masks_come_back_at_each_frames_size(models):
         assert np.array_equal(segmenter.segment(frame).mask, result.mask)
 
 
+@pytest.mark.parametrize('backend', ['onnxruntime', 'openvino'])
+def test_fixed_batch_model_runs_any_number_of_frames(tmp_path_factory, backend):
+    """A batch-3 export runs 1, 2, 4 and 7 frames as the dynamic-batch export of it does."""
+    pytest.importorskip(backend)
+    fixed = load_backend(onnx_model('t_batch3', tmp_path_factory), backend, device='cpu',
+                         threads=1)
+    dynamic = load_backend(onnx_model('t_128x256', tmp_path_factory), backend, device='cpu',
+                           threads=1)
+    assert fixed.batch_size == 3 and dynamic.batch_size is None
+    frames = np.stack([street_image(128, 256, seed) for seed in range(7)])
+    for count in (1, 2, 4, 7):
+        got = fixed.run(frames[:count], 'logits')['logits']
+        expected = dynamic.run(frames[:count], 'logits')['logits']
+        assert got.shape == expected.shape == (count, 19, 128, 256)
+        # Two float32 runs of one network: the bound of test/tolerances.py (LOGIT_REL).
+        scale = np.abs(expected).max()
+        assert np.abs(got - expected).max() <= 32 * 32 * np.finfo(np.float32).eps * scale
+        labels = fixed.run(frames[:count])['labels']
+        assert labels.shape == (count, 128, 256)
+        assert (labels == dynamic.run(frames[:count])['labels']).mean() >= 0.9999
+    # One frame through the Segmenter (one camera on a node).
+    segmenter = Segmenter(fixed)
+    assert segmenter.segment(frames[0]).mask.shape == (128, 256)
+
+
 def test_fused_model_refuses_what_it_cannot_output(models):
     segmenter = Segmenter.from_file(models['fused'], confidence=True)
     with pytest.raises(ModelFileError, match=r't_fused.onnx: .*--fuse.*labels'):

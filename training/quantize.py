@@ -33,9 +33,7 @@ import tempfile
 
 from liteseg_ros.inference.metrics import ConfusionMatrix
 from liteseg_ros.inference.model_files import onnx_io, write_onnx_metadata
-from liteseg_ros.inference.onnx_graph import (IMAGE_INPUT, LOGITS_OUTPUT, split_final_upsample,
-                                              UINT8_INPUT, wrap_pre_post)
-from liteseg_ros.inference.upsampled_argmax import upsampled_argmax
+from liteseg_ros.inference.onnx_graph import IMAGE_INPUT, LOGITS_OUTPUT
 import numpy as np
 import onnx
 from training.calibration_data import normalise
@@ -341,36 +339,17 @@ def _copy_metadata(source, target):
     target.producer_name = source.producer_name
 
 
-def _labels(model, frames, config):
-    """
-    Return the class ids the ONNX CPU backends give for uint8 NHWC ``frames``.
+def _labels(model, frames):
+    """Return the class ids the ONNX Runtime CPU backend gives ``model`` for uint8 NHWC frames."""
+    from liteseg_ros.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-    The graph they run: fused with ``wrap_pre_post`` (int8: the frame as quantized input), cut
-    before the final upsampling where ``upsampled_argmax`` applies.
-    """
-    import onnxruntime as ort
-
-    split = split_final_upsample(model)
-    graph = wrap_pre_post(split[0] if split else model, config['mean'], config['std'], 'logits',
-                          uint8_into_int8=True)
-    session = ort.InferenceSession(graph.SerializeToString(), providers=['CPUExecutionProvider'])
-    batch = _input_batch(model)
-    step = batch or len(frames)
-    labels = []
-    for i in range(0, len(frames), step):
-        chunk = frames[i:i + step]
-        count = len(chunk)
-        if batch and count < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[:1], batch - count, axis=0)])
-        logits = session.run([LOGITS_OUTPUT], {UINT8_INPUT: chunk})[0][:count]
-        labels.append(upsampled_argmax(logits, split[1]) if split else logits.argmax(1))
-    return np.concatenate(labels)
+    return OnnxRuntimeBackend(model, providers=['CPUExecutionProvider']).run(frames)['labels']
 
 
 def compare(reference, candidate, frames, config):
     """Return {'agreement', 'miou', 'frames'}: ``candidate``'s masks against ``reference``'s."""
-    expected = _labels(reference, frames, config)
-    got = _labels(candidate, frames, config)
+    expected = _labels(reference, frames)
+    got = _labels(candidate, frames)
     matrix = ConfusionMatrix(int(config['num_classes']))
     matrix.update(got, expected)
     return {'agreement': float((got == expected).mean()),

@@ -24,6 +24,8 @@ import numpy as np
 
 #: The graph ``run`` uses for labels when the host finds them (``upsampled_argmax``).
 LOW_RES_LOGITS = 'low_res_logits'
+#: ``path`` of a backend made from an in-memory model.
+IN_MEMORY = '<in-memory ONNX model>'
 
 
 class OnnxFileBackend(Backend):
@@ -47,11 +49,18 @@ class OnnxFileBackend(Backend):
     static_batches = False
     upsample_on_host = True
 
-    def _load(self, path):
-        """Read ``path`` and its liteseg metadata; refuse a class count its config disowns."""
-        self.path = str(path)
-        self._model = load_onnx(path)
-        self.config, self.io = onnx_metadata(self._model, path)
+    def _load(self, source):
+        """
+        Read ``source`` and its liteseg metadata; refuse a class count its config disowns.
+
+        ``source``: an ONNX file, or an in-memory ``onnx.ModelProto`` (the export's accuracy
+        gate measures its candidates with the backend that will run them).
+        """
+        if hasattr(source, 'SerializeToString'):
+            self.path, self._model = IN_MEMORY, source
+        else:
+            self.path, self._model = str(source), load_onnx(source)
+        self.config, self.io = onnx_metadata(self._model, self.path)
         self.input_size = (int(self.io['height']), int(self.io['width']))
         batch = self.io.get('batch', 1)
         self.batch_size = None if batch == 'dynamic' else int(batch)
@@ -114,10 +123,19 @@ class OnnxFileBackend(Backend):
 
     def _run_graph(self, output, confidence, names, images):
         images = np.ascontiguousarray(images)
-        if self.batch_size not in (None, len(images)):
-            # A fixed-batch model: run frame by frame.
+        size = self.batch_size
+        if size not in (None, len(images)):
+            # A fixed-batch model: model-sized chunks, the last one filled up with zero frames
+            # whose outputs are dropped (as the TensorRT backend does).
             compiled = self.compiled(output, confidence)
-            parts = [self._infer(compiled, names, images[i:i + 1]) for i in range(len(images))]
+            parts = []
+            for start in range(0, len(images), size):
+                chunk = images[start:start + size]
+                count = len(chunk)
+                if count < size:
+                    chunk = np.concatenate([chunk, np.zeros((size - count,) + chunk.shape[1:],
+                                                            chunk.dtype)])
+                parts.append([value[:count] for value in self._infer(compiled, names, chunk)])
             return [np.concatenate(p) for p in zip(*parts)]
         compiled = self.compiled(output, confidence, self._batch_key(len(images)))
         return self._infer(compiled, names, images)

@@ -29,7 +29,7 @@ class OnnxRuntimeBackend(OnnxFileBackend):
 
     def __init__(self, path, threads=None, providers=None):
         """
-        Load ``path``; ``threads`` sets intra-op threads (None: ONNX Runtime's default).
+        Load ``path`` (or an ``onnx.ModelProto``); ``threads``: intra-op threads (None: default).
 
         ``providers`` None: the GPU execution providers this onnxruntime has, then CPU.
         ``load_backend`` maps a device name onto providers.
