@@ -628,6 +628,32 @@ def test_overlap_ties_follow_the_order_of_cameras(model, client, run_node):  # n
     assert node.alive()
 
 
+def republished_beside_a_frame(peer, listener, image_pub, frame, info, tries=5):
+    """
+    Publish ``frame`` until ``info`` goes out beside its outputs; fail after ``tries`` frames.
+
+    A CameraInfo reaches the node through its executor, an image through the worker, which
+    takes it from DDS itself: on a loaded machine a frame can be segmented before the
+    CameraInfo sent ahead of it is in, and goes out beside the one before (or none).
+    """
+    seen = []
+    for _ in range(tries):
+        sent = header('front_optical', stamp_now())
+        image_pub.publish(encoded_image_message(frame, 'rgb8', sent))
+        peer.spin_until(lambda: arrived(listener, {'front': sent}, ('drivable_area',)), 60,
+                        'the drivable area')
+        settle(peer)  # the camera_info is published right after the outputs
+        beside = [m for m in listener.got[('front', 'camera_info')] if same_header(m, sent)]
+        seen.append([(m.width, m.height, m.distortion_model, list(m.k), list(m.d))
+                     for m in beside])
+        if beside and (beside[0].width, beside[0].height, beside[0].distortion_model,
+                       list(beside[0].k), list(beside[0].d)) == (
+                info.width, info.height, info.distortion_model, list(info.k), list(info.d)):
+            return
+    pytest.fail(f'{tries} frames went out without the CameraInfo sent before them beside '
+                f'their outputs: {seen}')
+
+
 @pytest.mark.parametrize('grid_enabled', [False, True])
 def test_camera_info_is_republished_whatever_the_grid_checks_say(
         model, client, run_node, grid_enabled):  # noqa: F811
@@ -644,17 +670,9 @@ def test_camera_info_is_republished_whatever_the_grid_checks_say(
              camera_info('front_optical', stamp_now(), width=320, height=240)]
     infos[1].distortion_model = 'kannala_brandt'
     for info in infos:
-        sent = header('front_optical', stamp_now())
         info_pub.publish(info)
         settle(client)
-        image_pub.publish(encoded_image_message(frame, 'rgb8', sent))
-        client.spin_until(lambda: arrived(listener, {'front': sent}, ('camera_info',)), 60,
-                          'camera_info beside the mask')
-        out = listener.one(('front', 'camera_info'), sent)
-        assert (out.width, out.height, out.distortion_model) == (
-            info.width, info.height, info.distortion_model)
-        np.testing.assert_array_equal(out.k, info.k)
-        np.testing.assert_array_equal(out.d, info.d)
+        republished_beside_a_frame(client, listener, image_pub, frame, info)
     log = node.log()
     if not grid_enabled:  # nothing to complain about: only the grid needs a usable one
         assert 'rejected' not in log and 'CameraInfo' not in log, log
