@@ -636,6 +636,9 @@ def republished_beside_a_frame(peer, listener, image_pub, frame, info, tries=5):
     takes it from DDS itself: on a loaded machine a frame can be segmented before the
     CameraInfo sent ahead of it is in, and goes out beside the one before (or none).
     """
+    def content(msg):
+        return msg.width, msg.height, msg.distortion_model, list(msg.k), list(msg.d)
+
     seen = []
     for _ in range(tries):
         sent = header('front_optical', stamp_now())
@@ -643,12 +646,10 @@ def republished_beside_a_frame(peer, listener, image_pub, frame, info, tries=5):
         peer.spin_until(lambda: arrived(listener, {'front': sent}, ('drivable_area',)), 60,
                         'the drivable area')
         settle(peer)  # the camera_info is published right after the outputs
-        beside = [m for m in listener.got[('front', 'camera_info')] if same_header(m, sent)]
-        seen.append([(m.width, m.height, m.distortion_model, list(m.k), list(m.d))
-                     for m in beside])
-        if beside and (beside[0].width, beside[0].height, beside[0].distortion_model,
-                       list(beside[0].k), list(beside[0].d)) == (
-                info.width, info.height, info.distortion_model, list(info.k), list(info.d)):
+        beside = [content(m) for m in listener.got[('front', 'camera_info')]
+                  if same_header(m, sent)]
+        seen.append(beside)
+        if beside and beside[0] == content(info):
             return
     pytest.fail(f'{tries} frames went out without the CameraInfo sent before them beside '
                 f'their outputs: {seen}')
